@@ -1,0 +1,126 @@
+"""The ports: what the application needs from the outside world, as Protocols.
+
+Adapters in `sora2.adapters` implement these; `sora2.bootstrap` picks which.
+Services receive them in `__init__` and never import an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+from uuid import UUID
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, timezone-aware UTC."""
+
+
+# --- blob storage -----------------------------------------------------------------------
+
+
+class BlobNotFound(Exception):
+    """The key names no stored object."""
+
+
+class BlobStorage(Protocol):
+    """Where video files, thumbnails and avatars live (local folder or S3)."""
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Store the file at `path` under `key`, replacing any object there."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        """Store `data` under `key`, replacing any object there."""
+
+    def size(self, key: str) -> int:
+        """Bytes stored under `key`; BlobNotFound if none."""
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Chunks of the object from byte `start` to `end` inclusive (None: to the end)."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object; no error if it is already gone."""
+
+    def signed_url(self, key: str, expires: timedelta) -> str | None:
+        """A short-lived public URL for the object, or None when we serve the bytes ourselves."""
+
+
+# --- video generation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    video_id: UUID
+    prompt: str
+    duration: int  # seconds: 5, 10, 15 or 20
+    aspect_ratio: str  # "16:9", "9:16" or "1:1"
+
+
+@dataclass(frozen=True)
+class GeneratedVideo:
+    video_path: Path  # an H.264 MP4
+    thumbnail_path: Path  # a JPEG
+
+
+class GenerationFailed(Exception):
+    """The generator could not make the video; the message is safe to show the user."""
+
+
+class GenerationCancelled(Exception):
+    """The generator stopped because `cancelled()` became true."""
+
+
+# progress in percent (0-100) and, when known, seconds remaining
+ProgressCallback = Callable[[int, float | None], None]
+
+
+class VideoGenerator(Protocol):
+    """Turns a prompt into an MP4 and a thumbnail; blocking, run in a worker thread."""
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        workdir: Path,
+        on_progress: ProgressCallback,
+        cancelled: Callable[[], bool],
+    ) -> GeneratedVideo:
+        """Write the files under `workdir`; report progress as it goes; stop promptly
+        (raising GenerationCancelled) once `cancelled()` is true; raise GenerationFailed
+        on any failure the user should hear about."""
+
+
+# --- security ---------------------------------------------------------------------------
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+    def verify(self, password_hash: str, password: str) -> bool: ...
+
+
+# --- mail ---------------------------------------------------------------------------------
+
+
+class Mailer(Protocol):
+    def send(self, to: str, subject: str, body: str) -> None: ...
+
+
+# --- payments -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentInstructions:
+    """What the client does next: nothing (paid at once) or follow `redirect_url`."""
+
+    provider: str
+    paid: bool
+    redirect_url: str | None = None
+    provider_reference: str | None = None
+
+
+class PaymentProvider(Protocol):
+    def start_payment(
+        self, order_id: UUID, amount: str, credits: int, method: str
+    ) -> PaymentInstructions: ...
