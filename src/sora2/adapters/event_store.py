@@ -1,0 +1,68 @@
+"""Which eventsourcing persistence module holds the log: SQLite by default, or PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import psycopg
+from psycopg import sql
+
+
+def sqlite_env(path: Path) -> dict[str, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(path),
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+
+
+def postgres_env(database_url: str, schema: str | None) -> dict[str, str]:
+    """eventsourcing's POSTGRES_* settings from a `postgresql://user:pass@host:port/db` URL."""
+    url = urlparse(database_url)
+    if url.scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ValueError("DATABASE_URL must be a postgresql:// URL")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": url.hostname or "localhost",
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": unquote(url.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(url.password or ""),
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "16",
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+    }
+    if schema:
+        env["POSTGRES_SCHEMA"] = schema
+        ensure_schema(env, schema)
+    return env
+
+
+def ensure_schema(env: dict[str, str], schema: str) -> None:
+    with psycopg.connect(**_connect_args(env), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def drop_schema(env: dict[str, str], schema: str) -> None:
+    with psycopg.connect(**_connect_args(env), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def ping(env: dict[str, str]) -> None:
+    """Raise unless the database answers (readiness)."""
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        with psycopg.connect(**_connect_args(env), connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+
+
+def _connect_args(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "dbname": env["POSTGRES_DBNAME"],
+        "host": env["POSTGRES_HOST"],
+        "port": env["POSTGRES_PORT"],
+        "user": env["POSTGRES_USER"],
+        "password": env["POSTGRES_PASSWORD"],
+    }

@@ -1,0 +1,66 @@
+"""The Litestar application: routes, auth dependency, errors, CORS, OpenAPI, rate limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, get
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Server
+
+from sora2.adapters.http.auth import current_user
+from sora2.adapters.http.controllers.auth import AuthController
+from sora2.adapters.http.controllers.credits import CreditsController
+from sora2.adapters.http.controllers.health import HealthController
+from sora2.adapters.http.controllers.orders import OrdersController
+from sora2.adapters.http.controllers.users import UsersController
+from sora2.adapters.http.errors import error_response
+from sora2.adapters.http.rate_limit import RateLimitMiddleware
+from sora2.bootstrap import Sora2
+
+DESCRIPTION = (
+    "Sora2 turns text prompts into videos. Buy credits through orders, spend them to "
+    "generate videos, follow progress live (SSE), download and share. Every error answers "
+    "`{error, message, statusCode}`. Authenticate with `Authorization: Bearer <accessToken>`; "
+    "the refresh token travels in the HttpOnly `refreshToken` cookie."
+)
+
+
+@get("/api-docs.json", include_in_schema=False, media_type=MediaType.JSON)
+async def openapi_json(request: Request) -> dict[str, Any]:
+    return request.app.openapi_schema.to_schema()
+
+
+def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
+    settings = sora2.settings
+    handlers: list[Any] = [HealthController, AuthController, UsersController, CreditsController,
+                           OrdersController, *(controllers or []), openapi_json]
+    return Litestar(
+        route_handlers=handlers,
+        dependencies={
+            "sora2": Provide(lambda: sora2, use_cache=True, sync_to_thread=False),
+            "user": Provide(current_user, sync_to_thread=True),
+        },
+        exception_handlers={Exception: error_response},
+        cors_config=CORSConfig(
+            allow_origins=[settings.frontend_url], allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+                            "Retry-After", "Content-Disposition"],
+        ),
+        middleware=[RateLimitMiddleware(sora2)] if settings.rate_limit_enabled else [],
+        openapi_config=OpenAPIConfig(
+            title="Sora2 API", version="1.0.0", description=DESCRIPTION,
+            path="/api-docs", render_plugins=[SwaggerRenderPlugin(path="/")],
+            servers=[Server(url=settings.public_url)],
+            components=Components(security_schemes={
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+            }),
+        ),
+        request_max_body_size=1024 * 1024,
+        debug=False,
+    )

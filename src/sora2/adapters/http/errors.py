@@ -1,0 +1,90 @@
+"""One error body for every failure: `{error, message, statusCode}`; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
+
+from sora2.adapters.http.schemas import ErrorBody
+from sora2.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InsufficientCredits,
+    NotAuthenticated,
+    NotFound,
+    TooLarge,
+    UnsupportedMedia,
+)
+
+log = logging.getLogger("sora2.http")
+
+STATUS = {
+    NotFound: 404,
+    Conflict: 409,
+    InsufficientCredits: 402,
+    NotAuthenticated: 401,
+    Forbidden: 403,
+    TooLarge: 413,
+    UnsupportedMedia: 415,
+}
+NAMES = {400: "Validation Error", 401: "Unauthorized", 402: "Payment Required"}
+
+
+def error_body(status: int, message: str) -> ErrorBody:
+    return ErrorBody(NAMES.get(status) or HTTPStatus(status).phrase, message, status)
+
+
+def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, DomainError):
+        status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
+        message = str(exc)
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, exc.detail
+        headers = dict(exc.headers or {})
+        if isinstance(exc.extra, list) and exc.extra:  # name the invalid field
+            message = "; ".join(_field_problem(e) for e in exc.extra)
+        elif status == 404 and message == "Not Found":
+            message = f"no route for {request.method} {request.url.path}"
+        elif status == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+    else:  # the trace goes to the log only
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        status, message = 500, "Something went wrong on our side."
+    if status >= 500 and isinstance(exc, HTTPException):
+        message = "Something went wrong on our side."
+    return Response(error_body(status, message), status_code=status, headers=headers)
+
+
+def _field_problem(problem: object) -> str:
+    if isinstance(problem, dict):
+        key, text = problem.get("key"), problem.get("message", "is invalid")
+        return f"{key}: {text}" if key else str(text)
+    return str(problem)
+
+
+DESCRIPTIONS = {
+    400: "Invalid input: a missing, mistyped or out-of-range field",
+    401: "Missing, invalid, expired or revoked credentials",
+    402: "Not enough credits",
+    403: "Not allowed",
+    404: "Not found (or not yours)",
+    409: "Conflicts with the current state",
+    413: "Upload too large",
+    415: "Unsupported file type",
+    429: "Too many requests; see Retry-After",
+    503: "Not ready: a backing service does not answer",
+}
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors a route can answer with."""
+    return {
+        s: ResponseSpec(data_container=ErrorBody, description=DESCRIPTIONS[s])
+        for s in statuses
+    }

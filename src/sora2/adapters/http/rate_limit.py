@@ -1,0 +1,136 @@
+"""Request limits per client IP and per signed-in user, with the X-RateLimit-* headers.
+
+A route's own rule (register, login, video generation) applies instead of the general one.
+A request is refused when either its IP's or its user's counter is over the limit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from sora2.adapters.http.errors import error_body
+
+Scope = dict[str, Any]
+
+
+class RateLimitStore(Protocol):
+    async def hit(self, key: str, window_seconds: int) -> tuple[int, float]: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    limit: int
+    window_seconds: int
+
+
+GENERAL = Rule("api", 100, 15 * 60)
+LOGIN = Rule("login", 100, 15 * 60)
+REGISTER = Rule("register", 3, 60 * 60)
+GENERATE = Rule("generate", 10, 60 * 60)
+GENERATE_PATHS = ("/api/videos/generate", "/api/videos/generate-stream")
+
+
+def rule_for(method: str, path: str) -> Rule | None:
+    if not path.startswith("/api/") or path.startswith("/api-docs"):
+        return None
+    if method == "POST":
+        if path == "/api/auth/register":
+            return REGISTER
+        if path == "/api/auth/login":
+            return LOGIN
+        if path in GENERATE_PATHS or (path.startswith("/api/videos/")
+                                      and path.endswith("/regenerate")):
+            return GENERATE
+    if method == "OPTIONS":
+        return None
+    return GENERAL
+
+
+def client_ip(scope: Scope, trusted_proxies: tuple[str, ...]) -> str:
+    """The peer address, or the last untrusted X-Forwarded-For hop behind trusted proxies."""
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if not trusted_proxies or not _trusted(peer, trusted_proxies):
+        return peer
+    forwarded = next((v.decode() for k, v in scope.get("headers", [])
+                      if k == b"x-forwarded-for"), "")
+    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+        if not _trusted(hop, trusted_proxies):
+            return hop
+    return peer
+
+
+def _trusted(address: str, trusted: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(t, strict=False) for t in trusted)
+
+
+class RateLimitMiddleware:
+    """An ASGI middleware factory: `RateLimitMiddleware(sora2)(app)`."""
+
+    def __init__(self, sora2: Any) -> None:
+        self.sora2 = sora2
+
+    def __call__(self, app: Any) -> Any:
+        sora2 = self.sora2
+
+        async def middleware(scope: Scope, receive: Any, send: Any) -> None:
+            rule = rule_for(scope.get("method", ""), scope.get("path", "")) \
+                if scope["type"] == "http" else None
+            if rule is None:
+                await app(scope, receive, send)
+                return
+            store: RateLimitStore = sora2.rate_limits
+            keys = [f"{rule.name}:ip:{client_ip(scope, sora2.settings.trusted_proxies)}"]
+            if (user := _user_of(scope, sora2)) is not None:
+                keys.append(f"{rule.name}:user:{user}")
+            counts = [await store.hit(key, rule.window_seconds) for key in keys]
+            count, reset = max(counts, key=lambda c: c[0])
+            headers = [
+                (b"x-ratelimit-limit", str(rule.limit).encode()),
+                (b"x-ratelimit-remaining", str(max(0, rule.limit - count)).encode()),
+                (b"x-ratelimit-reset", str(math.ceil(reset)).encode()),
+            ]
+            if count > rule.limit:
+                await _too_many(send, headers, max(1, math.ceil(reset - time.time())))
+                return
+
+            async def send_with_headers(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), *headers]
+                await send(message)
+
+            await app(scope, receive, send_with_headers)
+
+        return middleware
+
+
+def _user_of(scope: Scope, sora2: Any) -> str | None:
+    header = next((v.decode() for k, v in scope.get("headers", []) if k == b"authorization"), "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        return str(sora2.tokens.read_access(token.strip()).user_id)
+    except Exception:
+        return None
+
+
+async def _too_many(send: Any, headers: list[tuple[bytes, bytes]], retry_after: int) -> None:
+    body = msgspec.json.encode(error_body(429, "Too many requests; try again later."))
+    await send({
+        "type": "http.response.start", "status": 429,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry_after).encode()), *headers],
+    })
+    await send({"type": "http.response.body", "body": body})

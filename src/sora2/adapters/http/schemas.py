@@ -1,0 +1,212 @@
+"""Request and response bodies of the HTTP API, as msgspec Structs (camelCase on the wire).
+
+Limits live in the types (`Meta`), so Litestar refuses bad input with a 400 before any
+handler runs, and the OpenAPI document shows the same limits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from sora2.domain.orders.order import MAX_CREDITS_PER_ORDER
+from sora2.domain.users.rules import (
+    EMAIL_MAX_LENGTH,
+    EMAIL_PATTERN,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    USERNAME_PATTERN,
+)
+from sora2.domain.videos.video import PROMPT_MAX_LENGTH
+
+Email = Annotated[str, Meta(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH,
+                            examples=["user@example.com"])]
+Password = Annotated[str, Meta(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+Username = Annotated[str, Meta(pattern=USERNAME_PATTERN, examples=["johndoe"])]
+Credits = Annotated[int, Meta(ge=1, le=MAX_CREDITS_PER_ORDER)]
+PaymentMethod = Literal["ALIPAY", "WECHAT", "STRIPE"]
+Prompt = Annotated[str, Meta(min_length=1, max_length=PROMPT_MAX_LENGTH)]
+
+
+class Body(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omit_defaults=True):
+    pass
+
+
+class ErrorBody(Body):
+    error: str
+    message: str
+    status_code: int
+
+
+class Message(Body):
+    message: str
+
+
+# --- auth -------------------------------------------------------------------------------
+
+
+class RegisterRequest(Body):
+    email: Email
+    password: Password
+    username: Username
+
+
+class LoginRequest(Body):
+    email: Annotated[str, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+    password: Annotated[str, Meta(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+
+
+class ForgotPasswordRequest(Body):
+    email: Annotated[str, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+
+
+class ResetPasswordRequest(Body):
+    token: Annotated[str, Meta(min_length=1, max_length=512)]
+    password: Password
+
+
+class User(Body):
+    id: str
+    email: str
+    username: str
+    role: Literal["USER", "ADMIN"]
+    created_at: datetime
+    updated_at: datetime
+    avatar_url: str | None = None
+
+
+class AuthResponse(Body):
+    user: User
+    access_token: str
+
+
+class AccessTokenResponse(Body):
+    access_token: str
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+class UpdateProfileRequest(Body):
+    username: Username | None = None
+    email: Email | None = None
+
+
+class ChangePasswordRequest(Body):
+    current_password: Annotated[str, Meta(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    new_password: Password
+
+
+class PasswordChanged(Body):
+    message: str
+    access_token: str
+
+
+# --- credits and orders -------------------------------------------------------------------
+
+
+class Balance(Body):
+    balance: int
+
+
+class Credit(Body):
+    id: str
+    user_id: str
+    amount: int
+    balance: int
+    type: Literal["RECHARGE", "CONSUME", "REFUND", "REWARD"]
+    description: str
+    created_at: datetime
+
+
+class CreditPage(Body):
+    items: list[Credit]
+    total: int
+    page: int
+    limit: int
+    total_pages: int
+
+
+class OrderRequest(Body):
+    credits: Credits
+    payment_method: PaymentMethod
+
+
+class Order(Body):
+    id: str
+    user_id: str
+    amount: float
+    credits: int
+    status: Literal["PENDING", "PAID", "FAILED", "CANCELLED", "REFUNDED"]
+    payment_method: PaymentMethod
+    created_at: datetime
+    paid_at: datetime | None = None
+
+
+class OrderPage(Body):
+    items: list[Order]
+    total: int
+    page: int
+    limit: int
+    total_pages: int
+
+
+class Payment(Body):
+    """What paying an order did: the order as it is now, and the provider's next step."""
+
+    order: Order
+    provider: str
+    paid: bool
+    redirect_url: str | None = None
+
+
+# --- videos -------------------------------------------------------------------------------
+
+
+class GenerateRequest(Body):
+    prompt: Prompt
+    duration: Literal[5, 10, 15, 20] = 5
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+
+
+class Video(Body):
+    id: str
+    user_id: str
+    prompt: str
+    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    progress: int
+    duration: int
+    aspect_ratio: str
+    created_at: datetime
+    updated_at: datetime
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+    error: str | None = None
+
+
+class VideoPage(Body):
+    items: list[Video]
+    total: int
+    page: int
+    limit: int
+    total_pages: int
+
+
+class VideoStatus(Body):
+    id: str
+    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    progress: int
+    estimated_time_remaining: int | None = None
+    error: str | None = None
+
+
+class Share(Body):
+    share_url: str
+    token: str
+
+
+class Health(Body):
+    status: str

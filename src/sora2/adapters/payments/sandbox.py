@@ -1,0 +1,14 @@
+"""The development payment provider: every payment succeeds at once."""
+
+from uuid import UUID
+
+from sora2.application.ports import PaymentInstructions
+
+
+class SandboxPayments:
+    def start_payment(
+        self, order_id: UUID, amount: str, credits: int, method: str
+    ) -> PaymentInstructions:
+        return PaymentInstructions(
+            provider="sandbox", paid=True, provider_reference=f"sandbox-{order_id}"
+        )

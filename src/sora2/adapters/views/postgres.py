@@ -1,0 +1,20 @@
+"""Read models in PostgreSQL, in the event store's schema."""
+
+from typing import Any
+
+from eventsourcing.postgres import PostgresTrackingRecorder
+
+from sora2.adapters.views.sql import SqlReadModels, pyformat
+
+
+class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.prefix = f'"{self.datastore.schema}".'
+
+    def create_table(self) -> None:
+        super().create_table()
+        self.create_read_model_tables()
+
+    def _params(self, statement: str) -> str:
+        return pyformat(statement)

@@ -1,0 +1,243 @@
+"""The read models in SQL, one implementation for SQLite and PostgreSQL.
+
+Statements are written once with `:name` parameters; the dialect adapts placeholders and
+types. Rows and the tracking position commit in one transaction (eventsourcing's
+`_insert_tracking` on the same cursor).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+
+from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
+from sora2.application.projections.view import ReadModelView
+
+USER_COLUMNS = ("id", "email", "username", "avatar_key", "role", "created_at", "updated_at",
+                "session_epoch")
+CREDIT_COLUMNS = ("id", "user_id", "amount", "balance", "type", "description", "reference_id",
+                  "created_at")
+ORDER_COLUMNS = ("id", "user_id", "amount", "credits", "status", "payment_method",
+                 "created_at", "paid_at")
+VIDEO_COLUMNS = ("id", "user_id", "prompt", "status", "progress", "seconds_remaining",
+                 "video_key", "thumbnail_key", "duration", "aspect_ratio", "cost", "error",
+                 "share_token_hash", "created_at", "updated_at")
+UUID_COLUMNS = {"id", "user_id", "reference_id"}
+TIME_COLUMNS = {"created_at", "updated_at", "paid_at"}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {p}rm_users (
+    id TEXT PRIMARY KEY, email TEXT NOT NULL, username TEXT NOT NULL, avatar_key TEXT,
+    role TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    session_epoch INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS {p}rm_balances (
+    user_id TEXT PRIMARY KEY, balance BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS {p}rm_credits (
+    seq BIGINT PRIMARY KEY, id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+    amount BIGINT NOT NULL, balance BIGINT NOT NULL, type TEXT NOT NULL,
+    description TEXT NOT NULL, reference_id TEXT, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rm_credits_by_user ON {p}rm_credits (user_id, seq);
+CREATE TABLE IF NOT EXISTS {p}rm_orders (
+    seq BIGINT NOT NULL, id TEXT PRIMARY KEY, user_id TEXT NOT NULL, amount TEXT NOT NULL,
+    credits BIGINT NOT NULL, status TEXT NOT NULL, payment_method TEXT NOT NULL,
+    created_at TEXT NOT NULL, paid_at TEXT);
+CREATE INDEX IF NOT EXISTS rm_orders_by_user ON {p}rm_orders (user_id, seq);
+CREATE TABLE IF NOT EXISTS {p}rm_videos (
+    seq BIGINT NOT NULL, id TEXT PRIMARY KEY, user_id TEXT NOT NULL, prompt TEXT NOT NULL,
+    status TEXT NOT NULL, progress INTEGER NOT NULL, seconds_remaining INTEGER,
+    video_key TEXT, thumbnail_key TEXT, duration INTEGER NOT NULL, aspect_ratio TEXT NOT NULL,
+    cost BIGINT NOT NULL, error TEXT, share_token_hash TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rm_videos_by_user ON {p}rm_videos (user_id, seq);
+CREATE INDEX IF NOT EXISTS rm_videos_by_share ON {p}rm_videos (share_token_hash);
+CREATE INDEX IF NOT EXISTS rm_videos_by_status ON {p}rm_videos (status);
+"""
+
+
+class SqlReadModels(ReadModelView):
+    """Mixed with eventsourcing's SQLite or PostgreSQL tracking recorder (see dialects)."""
+
+    prefix = ""  # a schema-qualified prefix on PostgreSQL
+
+    def _sql(self, statement: str) -> str:
+        return statement.format(p=self.prefix)
+
+    def _transaction(self, commit: bool) -> Any:
+        return self.datastore.transaction(commit=commit)  # type: ignore[attr-defined]
+
+    def create_read_model_tables(self) -> None:
+        with self._transaction(commit=True) as c:
+            for statement in self._sql(SCHEMA).split(";"):
+                if statement.strip():
+                    c.execute(statement)
+
+    def _write(self, tracking: Tracking, *statements: tuple[str, dict[str, Any]]) -> None:
+        with self._transaction(commit=True) as c:
+            for statement, params in statements:
+                c.execute(self._sql(self._params(statement)), _encode(params))
+            self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+
+    def _params(self, statement: str) -> str:
+        return statement  # SQLite takes :name as written
+
+    def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        with self._transaction(commit=False) as c:
+            c.execute(self._sql(self._params(statement)), _encode(params))
+            return list(c.fetchall())
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def add_user(self, row: UserRow, tracking: Tracking) -> None:
+        self._write(tracking, _insert("rm_users", USER_COLUMNS, row.__dict__))
+
+    def update_user(
+        self, user_id: UUID, changes: dict[str, Any], at: datetime, tracking: Tracking
+    ) -> None:
+        self._write(tracking, _update("rm_users", user_id, {**changes, "updated_at": at}))
+
+    def add_credit(self, row: CreditRow, tracking: Tracking) -> None:
+        self._write(
+            tracking,
+            _insert("rm_credits", ("seq", *CREDIT_COLUMNS),
+                    {"seq": tracking.notification_id, **row.__dict__}),
+            ("DELETE FROM {p}rm_balances WHERE user_id = :user_id", {"user_id": row.user_id}),
+            ("INSERT INTO {p}rm_balances (user_id, balance) VALUES (:user_id, :balance)",
+             {"user_id": row.user_id, "balance": row.balance}),
+        )
+
+    def add_order(self, row: OrderRow, tracking: Tracking) -> None:
+        self._write(tracking, _insert("rm_orders", ("seq", *ORDER_COLUMNS),
+                                      {"seq": tracking.notification_id, **row.__dict__}))
+
+    def update_order(
+        self, order_id: UUID, status: str, paid_at: datetime | None, tracking: Tracking
+    ) -> None:
+        changes: dict[str, Any] = {"status": status}
+        if paid_at is not None:
+            changes["paid_at"] = paid_at
+        self._write(tracking, _update("rm_orders", order_id, changes))
+
+    def add_video(self, row: VideoRow, tracking: Tracking) -> None:
+        self._write(tracking, _insert("rm_videos", ("seq", *VIDEO_COLUMNS),
+                                      {"seq": tracking.notification_id, **row.__dict__}))
+
+    def update_video(
+        self, video_id: UUID, changes: dict[str, Any], at: datetime, tracking: Tracking
+    ) -> None:
+        self._write(tracking, _update("rm_videos", video_id, {**changes, "updated_at": at}))
+
+    def remove_video(self, video_id: UUID, tracking: Tracking) -> None:
+        self._write(tracking, ("DELETE FROM {p}rm_videos WHERE id = :id", {"id": video_id}))
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def user(self, user_id: UUID) -> UserRow | None:
+        rows = self._rows(_select("rm_users", USER_COLUMNS) + " WHERE id = :id", {"id": user_id})
+        return UserRow(**_decode(rows[0], USER_COLUMNS)) if rows else None
+
+    def balance_of(self, user_id: UUID) -> int:
+        rows = self._rows("SELECT balance FROM {p}rm_balances WHERE user_id = :u", {"u": user_id})
+        return int(rows[0]["balance"]) if rows else 0
+
+    def all_balances(self) -> dict[UUID, int]:
+        rows = self._rows("SELECT user_id, balance FROM {p}rm_balances", {})
+        return {UUID(r["user_id"]): int(r["balance"]) for r in rows}
+
+    def credits(self, user_id: UUID, type: str | None, page: int, limit: int) -> Page[CreditRow]:
+        return self._page("rm_credits", CREDIT_COLUMNS, CreditRow, user_id, "type", type,
+                          page, limit)
+
+    def orders(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[OrderRow]:
+        return self._page("rm_orders", ORDER_COLUMNS, OrderRow, user_id, "status", status,
+                          page, limit)
+
+    def order(self, order_id: UUID) -> OrderRow | None:
+        rows = self._rows(_select("rm_orders", ORDER_COLUMNS) + " WHERE id = :id",
+                          {"id": order_id})
+        return OrderRow(**_decode(rows[0], ORDER_COLUMNS)) if rows else None
+
+    def videos(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[VideoRow]:
+        return self._page("rm_videos", VIDEO_COLUMNS, VideoRow, user_id, "status", status,
+                          page, limit)
+
+    def video(self, video_id: UUID) -> VideoRow | None:
+        return self._video_where("id = :v", {"v": video_id})
+
+    def video_by_share(self, token_hash: str) -> VideoRow | None:
+        return self._video_where("share_token_hash = :v", {"v": token_hash})
+
+    def unfinished_videos(self) -> list[UUID]:
+        rows = self._rows(
+            "SELECT id FROM {p}rm_videos WHERE status IN ('PENDING', 'PROCESSING') ORDER BY seq",
+            {},
+        )
+        return [UUID(r["id"]) for r in rows]
+
+    def _video_where(self, condition: str, params: dict[str, Any]) -> VideoRow | None:
+        rows = self._rows(_select("rm_videos", VIDEO_COLUMNS) + f" WHERE {condition}", params)
+        return VideoRow(**_decode(rows[0], VIDEO_COLUMNS)) if rows else None
+
+    def _page(self, table: str, columns: tuple[str, ...], row_type: Any, user_id: UUID,
+              filter_column: str, filter_value: str | None, page: int, limit: int) -> Page[Any]:
+        where = " WHERE user_id = :u"
+        params: dict[str, Any] = {"u": user_id, "limit": limit, "offset": (page - 1) * limit}
+        if filter_value is not None:
+            where += f" AND {filter_column} = :f"
+            params["f"] = filter_value
+        total = self._rows(f"SELECT COUNT(*) AS n FROM {{p}}{table}{where}", params)[0]["n"]
+        rows = self._rows(
+            _select(table, columns) + where + " ORDER BY seq DESC LIMIT :limit OFFSET :offset",
+            params,
+        )
+        items = [row_type(**_decode(r, columns)) for r in rows]
+        return Page(items, int(total), page, limit)
+
+
+def _insert(table: str, columns: tuple[str, ...], values: dict[str, Any]) -> tuple[str, dict]:
+    names = ", ".join(columns)
+    marks = ", ".join(f":{c}" for c in columns)
+    return f"INSERT INTO {{p}}{table} ({names}) VALUES ({marks})", {c: values[c] for c in columns}
+
+
+def _update(table: str, row_id: UUID, changes: dict[str, Any]) -> tuple[str, dict]:
+    sets = ", ".join(f"{c} = :{c}" for c in changes)
+    return f"UPDATE {{p}}{table} SET {sets} WHERE id = :row_id", {**changes, "row_id": row_id}
+
+
+def _select(table: str, columns: tuple[str, ...]) -> str:
+    return f"SELECT {', '.join(columns)} FROM {{p}}{table}"
+
+
+def _encode(params: dict[str, Any]) -> dict[str, Any]:
+    def encode(value: Any) -> Any:
+        if isinstance(value, UUID):
+            return str(value)
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return value
+
+    return {k: encode(v) for k, v in params.items()}
+
+
+def _decode(row: Any, columns: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for column in columns:
+        value = row[column]
+        if value is not None and column in UUID_COLUMNS:
+            value = UUID(value)
+        elif value is not None and column in TIME_COLUMNS:
+            value = datetime.fromisoformat(value)
+        values[column] = value
+    return values
+
+
+_NAMED = re.compile(r"(?<!:):(\w+)")
+
+
+def pyformat(statement: str) -> str:
+    """`:name` → `%(name)s` for psycopg."""
+    return _NAMED.sub(r"%(\1)s", statement.replace("%", "%%"))

@@ -1,0 +1,11 @@
+"""Read models in the embedded SQLite file, beside the event log."""
+
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from sora2.adapters.views.sql import SqlReadModels
+
+
+class SQLiteReadModels(SqlReadModels, SQLiteTrackingRecorder):
+    def create_table(self) -> None:
+        super().create_table()
+        self.create_read_model_tables()

@@ -1,0 +1,281 @@
+"""Accounts: register, sign in, sessions, password reset and profile changes.
+
+Sessions are aggregates (see `domain/users/session.py`); the HTTP edge wraps their ids
+in signed tokens. A password change or reset bumps the user's epoch, which ends every
+session started before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+from sora2.application.event_log import EventLog, retry_on_conflict
+from sora2.application.follower import Follower
+from sora2.application.media import sniff_image
+from sora2.application.ports import BlobStorage, Clock, Mailer, PasswordHasher
+from sora2.application.projections.rows import UserRow
+from sora2.application.projections.view import ReadModelView
+from sora2.domain.credits.ledger import CreditLedger
+from sora2.domain.errors import Conflict, NotAuthenticated, NotFound, TooLarge
+from sora2.domain.users.claim import Claim
+from sora2.domain.users.rules import check_password, check_username, normalize_email
+from sora2.domain.users.session import Session
+from sora2.domain.users.user import User
+
+RESET_TOKEN_TTL = timedelta(minutes=30)
+AVATAR_MAX_BYTES = 5 * 1024 * 1024
+SIGNUP_BONUS_REASON = "Signup bonus"
+
+
+@dataclass(frozen=True)
+class SessionGrant:
+    """What a successful sign-in or refresh gives the edge to put in tokens."""
+
+    user: UserRow
+    session_id: UUID
+    token_id: UUID
+    epoch: int
+
+
+class Accounts:
+    def __init__(
+        self,
+        log: EventLog,
+        views: ReadModelView,
+        follower: Follower,
+        hasher: PasswordHasher,
+        mailer: Mailer,
+        storage: BlobStorage,
+        clock: Clock,
+        signup_bonus: int,
+        reset_link_base: str,
+    ) -> None:
+        self.log = log
+        self.views = views
+        self.follower = follower
+        self.hasher = hasher
+        self.mailer = mailer
+        self.storage = storage
+        self.clock = clock
+        self.signup_bonus = signup_bonus
+        self.reset_link_base = reset_link_base
+        self._dummy_hash = hasher.hash(secrets.token_urlsafe(16))
+
+    # --- sign up and sign in -----------------------------------------------------------
+
+    def register(self, email: str, username: str, password: str) -> SessionGrant:
+        email, username = normalize_email(email), check_username(username)
+        password_hash = self.hasher.hash(check_password(password))
+        user_id = uuid4()
+
+        def decide() -> tuple[int | None, Session]:
+            now = self.clock.now()
+            user = User.register(user_id, email, username, password_hash, now)
+            claims = [self._take_claim(kind, value, user_id) for kind, value in
+                      (("email", email), ("username", username))]
+            ledger = CreditLedger(user_id=user_id, timestamp=now)
+            if self.signup_bonus > 0:
+                ledger.reward(self.signup_bonus, SIGNUP_BONUS_REASON, now)
+            session = Session(id=uuid4(), user_id=user_id, token_id=uuid4(), epoch=0, timestamp=now)
+            return self.log.commit(user, *claims, ledger, session), session
+
+        position, session = retry_on_conflict(decide)
+        return self._grant(session, position)
+
+    def login(self, email: str, password: str) -> SessionGrant:
+        user = self._user_by_email(email)
+        stored_hash = user.password_hash if user else self._dummy_hash
+        # verify even for unknown emails, so timing does not reveal which accounts exist
+        if not self.hasher.verify(stored_hash, password) or user is None:
+            raise NotAuthenticated("invalid email or password")
+        session = Session(
+            id=uuid4(), user_id=user.id, token_id=uuid4(), epoch=user.session_epoch,
+            timestamp=self.clock.now(),
+        )
+        return self._grant(session, self.log.commit(session))
+
+    def refresh(self, session_id: UUID, token_id: UUID) -> SessionGrant:
+        """Rotate the refresh token; a replayed one ends the whole session."""
+
+        def decide() -> tuple[int | None, Session]:
+            session = self.log.find(Session, session_id)
+            if session is None:
+                raise NotAuthenticated("invalid refresh token")
+            user = self.log.load(User, session.user_id, "user")
+            if session.epoch != user.session_epoch:
+                raise NotAuthenticated("this session was revoked; sign in again")
+            fresh = session.rotate(token_id, uuid4(), self.clock.now())
+            position = self.log.commit(session)
+            if not fresh:
+                raise NotAuthenticated("refresh token reuse detected; the session was revoked")
+            return position, session
+
+        position, session = retry_on_conflict(decide)
+        return self._grant(session, position)
+
+    def logout(self, session_id: UUID) -> None:
+        def decide() -> None:
+            session = self.log.find(Session, session_id)
+            if session is not None:
+                session.end("logout", self.clock.now())
+                self.log.commit(session)
+
+        retry_on_conflict(decide)
+
+    def authenticate(self, user_id: UUID, epoch: int) -> UserRow:
+        """The user behind an access token, unless the account's sessions were revoked."""
+        user = self.views.user(user_id)
+        if user is None:
+            raise NotAuthenticated("the account no longer exists")
+        if epoch != user.session_epoch:
+            raise NotAuthenticated("this session was revoked; sign in again")
+        return user
+
+    # --- passwords -----------------------------------------------------------------------
+
+    def forgot_password(self, email: str) -> None:
+        """Mail a single-use reset link if the account exists; say nothing either way."""
+        try:
+            user = self._user_by_email(email)
+        except Exception:  # an invalid email gets the same silent answer
+            return
+        if user is None:
+            return
+        secret = secrets.token_urlsafe(32)
+        now = self.clock.now()
+
+        def decide() -> None:
+            fresh = self.log.load(User, user.id, "user")
+            fresh.request_password_reset(_digest(secret), now + RESET_TOKEN_TTL, now)
+            self.log.commit(fresh)
+
+        retry_on_conflict(decide)
+        link = f"{self.reset_link_base}?token={user.id.hex}.{secret}"
+        self.mailer.send(
+            user.email,
+            "Reset your Sora2 password",
+            f"Someone asked to reset the password of your Sora2 account.\n\n"
+            f"Open this link within 30 minutes to choose a new one:\n{link}\n\n"
+            f"If it was not you, ignore this message.",
+        )
+
+    def reset_password(self, token: str, password: str) -> None:
+        check_password(password)
+        user_hex, _, secret = token.partition(".")
+        try:
+            user_id = UUID(hex=user_hex)
+        except ValueError:
+            raise NotAuthenticated("the reset link is invalid or has expired") from None
+        password_hash = self.hasher.hash(password)
+
+        def decide() -> int | None:
+            user = self.log.find(User, user_id)
+            if user is None:
+                raise NotAuthenticated("the reset link is invalid or has expired")
+            user.reset_password(_digest(secret), password_hash, self.clock.now())
+            return self.log.commit(user)
+
+        self.follower.wait_for(retry_on_conflict(decide))
+
+    def change_password(self, user_id: UUID, current: str, new: str) -> SessionGrant:
+        """Set a new password, end every session, and open a fresh one for the caller."""
+        check_password(new)
+        user = self.log.load(User, user_id, "user")
+        if not self.hasher.verify(user.password_hash, current):
+            raise NotAuthenticated("the current password is wrong")
+        password_hash = self.hasher.hash(new)
+
+        def decide() -> tuple[int | None, Session]:
+            fresh = self.log.load(User, user_id, "user")
+            now = self.clock.now()
+            fresh.change_password(password_hash, now)
+            session = Session(
+                id=uuid4(), user_id=user_id, token_id=uuid4(), epoch=fresh.session_epoch,
+                timestamp=now,
+            )
+            return self.log.commit(fresh, session), session
+
+        position, session = retry_on_conflict(decide)
+        return self._grant(session, position)
+
+    # --- profile -------------------------------------------------------------------------
+
+    def profile(self, user_id: UUID) -> UserRow:
+        user = self.views.user(user_id)
+        if user is None:
+            raise NotFound("user not found")
+        return user
+
+    def update_profile(
+        self, user_id: UUID, username: str | None, email: str | None
+    ) -> UserRow:
+        email = normalize_email(email) if email is not None else None
+        username = check_username(username) if username is not None else None
+
+        def decide() -> int | None:
+            user = self.log.load(User, user_id, "user")
+            now, changed = self.clock.now(), []
+            for kind, new, old in (("email", email, user.email), ("username", username,
+                                                                  user.username)):
+                if new is None or new.lower() == old.lower():
+                    continue
+                changed.append(self._take_claim(kind, new, user_id))
+                old_claim = self.log.find(Claim, Claim.create_id(kind, old))
+                if old_claim is not None:
+                    old_claim.release(user_id, now)
+                    changed.append(old_claim)
+            if email is not None:
+                user.change_email(email, now)
+            if username is not None:
+                user.change_username(username, now)
+            return self.log.commit(user, *changed)
+
+        self.follower.wait_for(retry_on_conflict(decide))
+        return self.profile(user_id)
+
+    def set_avatar(self, user_id: UUID, data: bytes) -> UserRow:
+        if len(data) > AVATAR_MAX_BYTES:
+            raise TooLarge("the avatar must be at most 5 MB")
+        kind = sniff_image(data)
+        key = f"avatars/{user_id}/{hashlib.sha256(data).hexdigest()[:16]}.{kind.extension}"
+        self.storage.put_bytes(key, data, kind.content_type)
+
+        def decide() -> int | None:
+            user = self.log.load(User, user_id, "user")
+            user.change_avatar(key, self.clock.now())
+            return self.log.commit(user)
+
+        self.follower.wait_for(retry_on_conflict(decide))
+        return self.profile(user_id)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _take_claim(self, kind: str, value: str, owner: UUID) -> Claim:
+        claim = self.log.find(Claim, Claim.create_id(kind, value))
+        now = self.clock.now()
+        if claim is None:
+            return Claim(kind=kind, value=value, owner_id=owner, timestamp=now)
+        claim.take(owner, now)
+        return claim
+
+    def _user_by_email(self, email: str) -> User | None:
+        claim = self.log.find(Claim, Claim.create_id("email", normalize_email(email)))
+        if claim is None or claim.owner_id is None:
+            return None
+        return self.log.find(User, claim.owner_id)
+
+    def _grant(self, session: Session, position: int | None) -> SessionGrant:
+        self.follower.wait_for(position)
+        return SessionGrant(self.profile(session.user_id), session.id, session.token_id,
+                            session.epoch)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+__all__ = ["Accounts", "Conflict", "SessionGrant"]

@@ -1,0 +1,28 @@
+"""Credit queries (served from the read models) and the recharge shortcut."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sora2.application.orders import Orders, PaymentOutcome
+from sora2.application.projections.rows import CreditRow, Page
+from sora2.application.projections.view import ReadModelView
+
+
+class Credits:
+    def __init__(self, views: ReadModelView, orders: Orders) -> None:
+        self.views = views
+        self.orders = orders
+
+    def balance(self, user_id: UUID) -> int:
+        return self.views.balance_of(user_id)
+
+    def transactions(
+        self, user_id: UUID, type: str | None, page: int, limit: int
+    ) -> Page[CreditRow]:
+        return self.views.credits(user_id, type, page, limit)
+
+    def recharge(self, user_id: UUID, credits: int, payment_method: str) -> PaymentOutcome:
+        """Place an order for the credits and pay it at once."""
+        order = self.orders.create(user_id, credits, payment_method)
+        return self.orders.pay(user_id, order.id)

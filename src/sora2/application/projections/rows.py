@@ -1,0 +1,71 @@
+"""The rows read models answer with: plain data, shaped for the API's models."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+from uuid import UUID
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: UUID
+    email: str
+    username: str
+    avatar_key: str | None
+    role: str
+    created_at: datetime
+    updated_at: datetime
+    session_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class CreditRow:
+    id: UUID
+    user_id: UUID
+    amount: int
+    balance: int
+    type: str  # RECHARGE | CONSUME | REFUND | REWARD
+    description: str
+    reference_id: UUID | None  # the order or video the entry belongs to
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    id: UUID
+    user_id: UUID
+    amount: str
+    credits: int
+    status: str
+    payment_method: str
+    created_at: datetime
+    paid_at: datetime | None
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    id: UUID
+    user_id: UUID
+    prompt: str
+    status: str
+    progress: int
+    seconds_remaining: int | None
+    video_key: str | None
+    thumbnail_key: str | None
+    duration: int
+    aspect_ratio: str
+    cost: int
+    error: str | None
+    share_token_hash: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    limit: int

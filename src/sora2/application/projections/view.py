@@ -1,0 +1,90 @@
+"""The read-model port: what the projection writes and what queries read.
+
+Each write also records the event's tracking position in the same transaction, so a
+view never applies an event twice and resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking, TrackingRecorder
+
+from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
+
+
+class ReadModelView(TrackingRecorder, ABC):
+    # --- writes (each with its tracking, atomically) ---
+    @abstractmethod
+    def add_user(self, row: UserRow, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def update_user(
+        self, user_id: UUID, changes: dict[str, Any], at: datetime, tracking: Tracking
+    ) -> None: ...
+
+    @abstractmethod
+    def add_credit(self, row: CreditRow, tracking: Tracking) -> None:
+        """Append the entry and set the user's balance to the entry's running balance."""
+
+    @abstractmethod
+    def add_order(self, row: OrderRow, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def update_order(
+        self, order_id: UUID, status: str, paid_at: datetime | None, tracking: Tracking
+    ) -> None: ...
+
+    @abstractmethod
+    def add_video(self, row: VideoRow, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def update_video(
+        self, video_id: UUID, changes: dict[str, Any], at: datetime, tracking: Tracking
+    ) -> None: ...
+
+    @abstractmethod
+    def remove_video(self, video_id: UUID, tracking: Tracking) -> None: ...
+
+    def skip(self, tracking: Tracking) -> None:
+        """Move past an event no read model needs."""
+        self.insert_tracking(tracking)
+
+    # --- reads ---
+    @abstractmethod
+    def user(self, user_id: UUID) -> UserRow | None: ...
+
+    @abstractmethod
+    def balance_of(self, user_id: UUID) -> int: ...
+
+    @abstractmethod
+    def credits(self, user_id: UUID, type: str | None, page: int, limit: int) -> Page[CreditRow]:
+        """The user's entries, newest first."""
+
+    @abstractmethod
+    def orders(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[OrderRow]:
+        """The user's orders, newest first."""
+
+    @abstractmethod
+    def order(self, order_id: UUID) -> OrderRow | None: ...
+
+    @abstractmethod
+    def videos(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[VideoRow]:
+        """The user's videos that are not deleted, newest first."""
+
+    @abstractmethod
+    def video(self, video_id: UUID) -> VideoRow | None: ...
+
+    @abstractmethod
+    def video_by_share(self, token_hash: str) -> VideoRow | None: ...
+
+    @abstractmethod
+    def unfinished_videos(self) -> list[UUID]:
+        """Videos PENDING or PROCESSING, oldest first: jobs to resume after a restart."""
+
+    @abstractmethod
+    def all_balances(self) -> dict[UUID, int]:
+        """Every user's projected balance, for auditors to compare with a replay."""

@@ -1,0 +1,139 @@
+"""The composition root: the only place that reads settings and picks adapters.
+
+Tests call `bootstrap()` with their own settings and fakes; `sora2 serve` calls it with
+the environment's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sora2.adapters.clock import SystemClock
+from sora2.adapters.event_store import ping, postgres_env, sqlite_env
+from sora2.adapters.mail.outbox import OutboxMailer
+from sora2.adapters.payments.sandbox import SandboxPayments
+from sora2.adapters.security.passwords import Argon2PasswordHasher
+from sora2.adapters.security.tokens import TokenSigner
+from sora2.application.accounts import Accounts
+from sora2.application.credits import Credits
+from sora2.application.event_log import EventLog
+from sora2.application.follower import Follower
+from sora2.application.orders import Orders
+from sora2.application.ports import BlobStorage, Clock, Mailer, PasswordHasher, PaymentProvider
+from sora2.application.projections.read_models import FOLLOWER_NAME, ReadModels
+from sora2.application.projections.view import ReadModelView
+from sora2.config import Settings
+
+log = logging.getLogger("sora2")
+
+
+@dataclass
+class Sora2:
+    """Everything the edges need, wired."""
+
+    settings: Settings
+    clock: Clock
+    log: EventLog
+    store_env: dict[str, str]
+    views: ReadModelView
+    read_models: Follower
+    accounts: Accounts
+    orders: Orders
+    credits: Credits
+    storage: BlobStorage
+    tokens: TokenSigner
+    mailer: Mailer
+    rate_limits: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def ready(self) -> None:
+        """Raise unless the database answers."""
+        ping(self.store_env)
+        self.log.recorder.max_notification_id()
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    hasher: PasswordHasher | None = None,
+    mailer: Mailer | None = None,
+    payments: PaymentProvider | None = None,
+    storage: BlobStorage | None = None,
+) -> Sora2:
+    clock = clock or SystemClock()
+    store_env = _event_store_env(settings)
+    event_log = EventLog(env=store_env)
+    views = _read_model_view(event_log, store_env)
+    read_models = Follower(event_log, FOLLOWER_NAME, views, ReadModels(views).process_event)
+    read_models.catch_up()
+    hasher = hasher or Argon2PasswordHasher()
+    mailer = mailer or _mailer(settings)
+    storage = storage or _storage(settings)
+    payments = payments or SandboxPayments()
+    accounts = Accounts(
+        event_log, views, read_models, hasher, mailer, storage, clock,
+        signup_bonus=settings.signup_bonus_credits,
+        reset_link_base=f"{settings.frontend_url}/reset-password",
+    )
+    orders = Orders(event_log, views, read_models, payments, clock, settings.credit_price)
+    credits = Credits(views, orders)
+    tokens = TokenSigner(settings.jwt_secret, settings.jwt_refresh_secret,
+                         settings.jwt_expires_in, settings.jwt_refresh_expires_in)
+    return Sora2(settings, clock, event_log, store_env, views, read_models, accounts, orders,
+                 credits, storage, tokens, mailer, _rate_limits(settings))
+
+
+def _event_store_env(settings: Settings) -> dict[str, str]:
+    if settings.database_url:
+        return postgres_env(settings.database_url, settings.postgres_schema)
+    return sqlite_env(settings.sqlite_path)
+
+
+def _read_model_view(event_log: EventLog, env: dict[str, str]) -> ReadModelView:
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        from sora2.adapters.views.postgres import PostgresReadModels
+
+        return event_log.factory.tracking_recorder(PostgresReadModels)  # type: ignore[arg-type]
+    from sora2.adapters.views.sqlite import SQLiteReadModels
+
+    return event_log.factory.tracking_recorder(SQLiteReadModels)  # type: ignore[arg-type]
+
+
+def _mailer(settings: Settings) -> Mailer:
+    if settings.smtp_url:
+        from sora2.adapters.mail.smtp import SmtpMailer
+
+        return SmtpMailer(settings.smtp_url)
+    return OutboxMailer(settings.var_dir / "outbox")
+
+
+def _storage(settings: Settings) -> BlobStorage:
+    if settings.aws_s3_bucket:
+        from sora2.adapters.storage.s3 import S3BlobStorage
+
+        return S3BlobStorage(
+            endpoint=settings.s3_endpoint or f"https://s3.{settings.aws_region}.amazonaws.com",
+            bucket=settings.aws_s3_bucket,
+            access_key=settings.aws_access_key_id or "",
+            secret_key=settings.aws_secret_access_key or "",
+            region=settings.aws_region,
+        )
+    from sora2.adapters.storage.local import LocalBlobStorage
+
+    return LocalBlobStorage(settings.upload_dir)
+
+
+def _rate_limits(settings: Settings) -> Any:
+    if settings.redis_host:
+        from sora2.adapters.rate_limit.redis import RedisRateLimitStore
+
+        return RedisRateLimitStore(settings.redis_host, settings.redis_port)
+    from sora2.adapters.rate_limit.memory import MemoryRateLimitStore
+
+    return MemoryRateLimitStore()

@@ -1,0 +1,46 @@
+"""The `sora2` command: `serve` the API (more commands join as the product grows)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sora2.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sora2", description="Sora2 video-generation backend")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default=None, help="address to bind (default HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="port (default PORT or 3001)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"sora2: configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve_api(settings, args.host or settings.host, args.port or settings.port)
+    return 1
+
+
+def serve_api(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from sora2.adapters.http.app import create_app
+    from sora2.bootstrap import bootstrap
+
+    sora2 = bootstrap(settings)
+    app = create_app(sora2)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    finally:
+        sora2.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
