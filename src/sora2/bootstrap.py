@@ -77,16 +77,39 @@ def bootstrap(
     storage = storage or _storage(settings)
     payments = payments or SandboxPayments()
     accounts = Accounts(
-        event_log, views, read_models, hasher, mailer, storage, clock,
+        event_log,
+        views,
+        read_models,
+        hasher,
+        mailer,
+        storage,
+        clock,
         signup_bonus=settings.signup_bonus_credits,
         reset_link_base=f"{settings.frontend_url}/reset-password",
     )
     orders = Orders(event_log, views, read_models, payments, clock, settings.credit_price)
     credits = Credits(views, orders)
-    tokens = TokenSigner(settings.jwt_secret, settings.jwt_refresh_secret,
-                         settings.jwt_expires_in, settings.jwt_refresh_expires_in)
-    return Sora2(settings, clock, event_log, store_env, views, read_models, accounts, orders,
-                 credits, storage, tokens, mailer, _rate_limits(settings))
+    tokens = TokenSigner(
+        settings.jwt_secret,
+        settings.jwt_refresh_secret,
+        settings.jwt_expires_in,
+        settings.jwt_refresh_expires_in,
+    )
+    return Sora2(
+        settings,
+        clock,
+        event_log,
+        store_env,
+        views,
+        read_models,
+        accounts,
+        orders,
+        credits,
+        storage,
+        tokens,
+        mailer,
+        _rate_limits(settings),
+    )
 
 
 def _event_store_env(settings: Settings) -> dict[str, str]:

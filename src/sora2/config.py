@@ -112,8 +112,9 @@ class Settings:
             ),
             credit_price=_decimal(get("CREDIT_PRICE", "0.10"), "CREDIT_PRICE"),
             rate_limit_enabled=_bool(get("RATE_LIMIT_ENABLED", "true"), "RATE_LIMIT_ENABLED"),
-            trusted_proxies=tuple(p.strip() for p in get("TRUSTED_PROXIES", "").split(",")
-                                  if p.strip()),
+            trusted_proxies=tuple(
+                p.strip() for p in get("TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
             job_concurrency=_int(get("VIDEO_JOB_CONCURRENCY", "2"), "VIDEO_JOB_CONCURRENCY", 1, 64),
             video_provider_url=get("VIDEO_PROVIDER_URL"),
             video_provider_api_key=get("VIDEO_PROVIDER_API_KEY"),
@@ -125,8 +126,10 @@ class Settings:
         """Check the JWT secrets; in development, fill missing ones from `var/`."""
         problems = [
             f"{name} is {why}"
-            for name, value in (("JWT_SECRET", self.jwt_secret),
-                                ("JWT_REFRESH_SECRET", self.jwt_refresh_secret))
+            for name, value in (
+                ("JWT_SECRET", self.jwt_secret),
+                ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
+            )
             if (why := _weakness(value))
         ]
         if self.jwt_secret and self.jwt_secret == self.jwt_refresh_secret:
@@ -135,17 +138,24 @@ class Settings:
             return self
         if self.production:
             raise ConfigError(
-                "refusing to start in production: " + "; ".join(problems)
+                "refusing to start in production: "
+                + "; ".join(problems)
                 + f". Set each to a random value of at least {MIN_SECRET_LENGTH} characters,"
                 " e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
             )
         generated = _dev_secrets(self.var_dir)
-        log.warning("development mode: %s; using generated secrets kept in %s",
-                    "; ".join(problems), self.var_dir / "dev-secrets.json")
+        log.warning(
+            "development mode: %s; using generated secrets kept in %s",
+            "; ".join(problems),
+            self.var_dir / "dev-secrets.json",
+        )
         from dataclasses import replace
 
-        return replace(self, jwt_secret=generated["JWT_SECRET"],
-                       jwt_refresh_secret=generated["JWT_REFRESH_SECRET"])
+        return replace(
+            self,
+            jwt_secret=generated["JWT_SECRET"],
+            jwt_refresh_secret=generated["JWT_REFRESH_SECRET"],
+        )
 
 
 def _weakness(value: str) -> str | None:

@@ -75,8 +75,10 @@ class Accounts:
         def decide() -> tuple[int | None, Session]:
             now = self.clock.now()
             user = User.register(user_id, email, username, password_hash, now)
-            claims = [self._take_claim(kind, value, user_id) for kind, value in
-                      (("email", email), ("username", username))]
+            claims = [
+                self._take_claim(kind, value, user_id)
+                for kind, value in (("email", email), ("username", username))
+            ]
             ledger = CreditLedger(user_id=user_id, timestamp=now)
             if self.signup_bonus > 0:
                 ledger.reward(self.signup_bonus, SIGNUP_BONUS_REASON, now)
@@ -93,7 +95,10 @@ class Accounts:
         if not self.hasher.verify(stored_hash, password) or user is None:
             raise NotAuthenticated("invalid email or password")
         session = Session(
-            id=uuid4(), user_id=user.id, token_id=uuid4(), epoch=user.session_epoch,
+            id=uuid4(),
+            user_id=user.id,
+            token_id=uuid4(),
+            epoch=user.session_epoch,
             timestamp=self.clock.now(),
         )
         return self._grant(session, self.log.commit(session))
@@ -194,7 +199,10 @@ class Accounts:
             now = self.clock.now()
             fresh.change_password(password_hash, now)
             session = Session(
-                id=uuid4(), user_id=user_id, token_id=uuid4(), epoch=fresh.session_epoch,
+                id=uuid4(),
+                user_id=user_id,
+                token_id=uuid4(),
+                epoch=fresh.session_epoch,
                 timestamp=now,
             )
             return self.log.commit(fresh, session), session
@@ -210,17 +218,17 @@ class Accounts:
             raise NotFound("user not found")
         return user
 
-    def update_profile(
-        self, user_id: UUID, username: str | None, email: str | None
-    ) -> UserRow:
+    def update_profile(self, user_id: UUID, username: str | None, email: str | None) -> UserRow:
         email = normalize_email(email) if email is not None else None
         username = check_username(username) if username is not None else None
 
         def decide() -> int | None:
             user = self.log.load(User, user_id, "user")
             now, changed = self.clock.now(), []
-            for kind, new, old in (("email", email, user.email), ("username", username,
-                                                                  user.username)):
+            for kind, new, old in (
+                ("email", email, user.email),
+                ("username", username, user.username),
+            ):
                 if new is None or new.lower() == old.lower():
                     continue
                 changed.append(self._take_claim(kind, new, user_id))
@@ -270,8 +278,9 @@ class Accounts:
 
     def _grant(self, session: Session, position: int | None) -> SessionGrant:
         self.follower.wait_for(position)
-        return SessionGrant(self.profile(session.user_id), session.id, session.token_id,
-                            session.epoch)
+        return SessionGrant(
+            self.profile(session.user_id), session.id, session.token_id, session.epoch
+        )
 
 
 def _digest(secret: str) -> str:

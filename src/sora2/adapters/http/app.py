@@ -36,8 +36,15 @@ async def openapi_json(request: Request) -> dict[str, Any]:
 
 def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
     settings = sora2.settings
-    handlers: list[Any] = [HealthController, AuthController, UsersController, CreditsController,
-                           OrdersController, *(controllers or []), openapi_json]
+    handlers: list[Any] = [
+        HealthController,
+        AuthController,
+        UsersController,
+        CreditsController,
+        OrdersController,
+        *(controllers or []),
+        openapi_json,
+    ]
     return Litestar(
         route_handlers=handlers,
         dependencies={
@@ -46,20 +53,31 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         },
         exception_handlers={Exception: error_response},
         cors_config=CORSConfig(
-            allow_origins=[settings.frontend_url], allow_credentials=True,
+            allow_origins=[settings.frontend_url],
+            allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-                            "Retry-After", "Content-Disposition"],
+            expose_headers=[
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+                "Content-Disposition",
+            ],
         ),
         middleware=[RateLimitMiddleware(sora2)] if settings.rate_limit_enabled else [],
         openapi_config=OpenAPIConfig(
-            title="Sora2 API", version="1.0.0", description=DESCRIPTION,
-            path="/api-docs", render_plugins=[SwaggerRenderPlugin(path="/")],
+            title="Sora2 API",
+            version="1.0.0",
+            description=DESCRIPTION,
+            path="/api-docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
             servers=[Server(url=settings.public_url)],
-            components=Components(security_schemes={
-                "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-            }),
+            components=Components(
+                security_schemes={
+                    "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                }
+            ),
         ),
         request_max_body_size=1024 * 1024,
         debug=False,

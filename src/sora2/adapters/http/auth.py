@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
@@ -19,6 +20,6 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def current_user(request: Request, sora2: Sora2) -> UserRow:
+def current_user(request: Request, sora2: NamedDependency[Sora2]) -> UserRow:
     claims = sora2.tokens.read_access(bearer_token(request))
     return sora2.accounts.authenticate(claims.user_id, claims.epoch)

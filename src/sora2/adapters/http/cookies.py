@@ -12,12 +12,23 @@ COOKIE_PATH = "/api/auth"
 
 def refresh_cookie(token: str, settings: Settings) -> Cookie:
     return Cookie(
-        key=REFRESH_COOKIE, value=token, path=COOKIE_PATH, httponly=True, samesite="strict",
+        key=REFRESH_COOKIE,
+        value=token,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
         secure=settings.production,
         max_age=int(settings.jwt_refresh_expires_in.total_seconds()),
     )
 
 
 def cleared_cookie(settings: Settings) -> Cookie:
-    return Cookie(key=REFRESH_COOKIE, value="", path=COOKIE_PATH, httponly=True,
-                  samesite="strict", secure=settings.production, max_age=0)
+    return Cookie(
+        key=REFRESH_COOKIE,
+        value="",
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=settings.production,
+        max_age=0,
+    )

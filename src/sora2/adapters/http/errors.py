@@ -85,6 +85,5 @@ DESCRIPTIONS = {
 def documented(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the errors a route can answer with."""
     return {
-        s: ResponseSpec(data_container=ErrorBody, description=DESCRIPTIONS[s])
-        for s in statuses
+        s: ResponseSpec(data_container=ErrorBody, description=DESCRIPTIONS[s]) for s in statuses
     }

@@ -45,8 +45,9 @@ def rule_for(method: str, path: str) -> Rule | None:
             return REGISTER
         if path == "/api/auth/login":
             return LOGIN
-        if path in GENERATE_PATHS or (path.startswith("/api/videos/")
-                                      and path.endswith("/regenerate")):
+        if path in GENERATE_PATHS or (
+            path.startswith("/api/videos/") and path.endswith("/regenerate")
+        ):
             return GENERATE
     if method == "OPTIONS":
         return None
@@ -58,8 +59,9 @@ def client_ip(scope: Scope, trusted_proxies: tuple[str, ...]) -> str:
     peer = (scope.get("client") or ("unknown", 0))[0]
     if not trusted_proxies or not _trusted(peer, trusted_proxies):
         return peer
-    forwarded = next((v.decode() for k, v in scope.get("headers", [])
-                      if k == b"x-forwarded-for"), "")
+    forwarded = next(
+        (v.decode() for k, v in scope.get("headers", []) if k == b"x-forwarded-for"), ""
+    )
     for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
         if not _trusted(hop, trusted_proxies):
             return hop
@@ -84,8 +86,11 @@ class RateLimitMiddleware:
         sora2 = self.sora2
 
         async def middleware(scope: Scope, receive: Any, send: Any) -> None:
-            rule = rule_for(scope.get("method", ""), scope.get("path", "")) \
-                if scope["type"] == "http" else None
+            rule = (
+                rule_for(scope.get("method", ""), scope.get("path", ""))
+                if scope["type"] == "http"
+                else None
+            )
             if rule is None:
                 await app(scope, receive, send)
                 return
@@ -127,10 +132,16 @@ def _user_of(scope: Scope, sora2: Any) -> str | None:
 
 async def _too_many(send: Any, headers: list[tuple[bytes, bytes]], retry_after: int) -> None:
     body = msgspec.json.encode(error_body(429, "Too many requests; try again later."))
-    await send({
-        "type": "http.response.start", "status": 429,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()), *headers],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

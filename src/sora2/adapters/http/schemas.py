@@ -22,8 +22,9 @@ from sora2.domain.users.rules import (
 )
 from sora2.domain.videos.video import PROMPT_MAX_LENGTH
 
-Email = Annotated[str, Meta(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH,
-                            examples=["user@example.com"])]
+Email = Annotated[
+    str, Meta(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH, examples=["user@example.com"])
+]
 Password = Annotated[str, Meta(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 Username = Annotated[str, Meta(pattern=USERNAME_PATTERN, examples=["johndoe"])]
 Credits = Annotated[int, Meta(ge=1, le=MAX_CREDITS_PER_ORDER)]

@@ -43,13 +43,24 @@ class TokenSigner:
         self.refresh_ttl = refresh_ttl
 
     def access_token(self, user_id: UUID, session_id: UUID, epoch: int, now: datetime) -> str:
-        claims = {"sub": str(user_id), "sid": str(session_id), "epoch": epoch, "typ": "access",
-                  "iat": now, "exp": now + self.access_ttl}
+        claims = {
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "epoch": epoch,
+            "typ": "access",
+            "iat": now,
+            "exp": now + self.access_ttl,
+        }
         return jwt.encode(claims, self.access_secret, algorithm=ALGORITHM)
 
     def refresh_token(self, session_id: UUID, token_id: UUID, now: datetime) -> str:
-        claims = {"sid": str(session_id), "jti": str(token_id), "typ": "refresh",
-                  "iat": now, "exp": now + self.refresh_ttl}
+        claims = {
+            "sid": str(session_id),
+            "jti": str(token_id),
+            "typ": "refresh",
+            "iat": now,
+            "exp": now + self.refresh_ttl,
+        }
         return jwt.encode(claims, self.refresh_secret, algorithm=ALGORITHM)
 
     def read_access(self, token: str) -> AccessClaims:
@@ -69,8 +80,9 @@ class TokenSigner:
     @staticmethod
     def _decode(token: str, secret: str, kind: str, required: tuple[str, ...]) -> dict:
         try:
-            claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
-                                options={"require": ["exp", *required]})
+            claims = jwt.decode(
+                token, secret, algorithms=[ALGORITHM], options={"require": ["exp", *required]}
+            )
         except jwt.ExpiredSignatureError:
             raise NotAuthenticated(f"the {kind} token has expired") from None
         except jwt.PyJWTError:

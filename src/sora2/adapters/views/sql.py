@@ -17,15 +17,53 @@ from eventsourcing.persistence import Tracking
 from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
 from sora2.application.projections.view import ReadModelView
 
-USER_COLUMNS = ("id", "email", "username", "avatar_key", "role", "created_at", "updated_at",
-                "session_epoch")
-CREDIT_COLUMNS = ("id", "user_id", "amount", "balance", "type", "description", "reference_id",
-                  "created_at")
-ORDER_COLUMNS = ("id", "user_id", "amount", "credits", "status", "payment_method",
-                 "created_at", "paid_at")
-VIDEO_COLUMNS = ("id", "user_id", "prompt", "status", "progress", "seconds_remaining",
-                 "video_key", "thumbnail_key", "duration", "aspect_ratio", "cost", "error",
-                 "share_token_hash", "created_at", "updated_at")
+USER_COLUMNS = (
+    "id",
+    "email",
+    "username",
+    "avatar_key",
+    "role",
+    "created_at",
+    "updated_at",
+    "session_epoch",
+)
+CREDIT_COLUMNS = (
+    "id",
+    "user_id",
+    "amount",
+    "balance",
+    "type",
+    "description",
+    "reference_id",
+    "created_at",
+)
+ORDER_COLUMNS = (
+    "id",
+    "user_id",
+    "amount",
+    "credits",
+    "status",
+    "payment_method",
+    "created_at",
+    "paid_at",
+)
+VIDEO_COLUMNS = (
+    "id",
+    "user_id",
+    "prompt",
+    "status",
+    "progress",
+    "seconds_remaining",
+    "video_key",
+    "thumbnail_key",
+    "duration",
+    "aspect_ratio",
+    "cost",
+    "error",
+    "share_token_hash",
+    "created_at",
+    "updated_at",
+)
 UUID_COLUMNS = {"id", "user_id", "reference_id"}
 TIME_COLUMNS = {"created_at", "updated_at", "paid_at"}
 
@@ -102,16 +140,27 @@ class SqlReadModels(ReadModelView):
     def add_credit(self, row: CreditRow, tracking: Tracking) -> None:
         self._write(
             tracking,
-            _insert("rm_credits", ("seq", *CREDIT_COLUMNS),
-                    {"seq": tracking.notification_id, **row.__dict__}),
+            _insert(
+                "rm_credits",
+                ("seq", *CREDIT_COLUMNS),
+                {"seq": tracking.notification_id, **row.__dict__},
+            ),
             ("DELETE FROM {p}rm_balances WHERE user_id = :user_id", {"user_id": row.user_id}),
-            ("INSERT INTO {p}rm_balances (user_id, balance) VALUES (:user_id, :balance)",
-             {"user_id": row.user_id, "balance": row.balance}),
+            (
+                "INSERT INTO {p}rm_balances (user_id, balance) VALUES (:user_id, :balance)",
+                {"user_id": row.user_id, "balance": row.balance},
+            ),
         )
 
     def add_order(self, row: OrderRow, tracking: Tracking) -> None:
-        self._write(tracking, _insert("rm_orders", ("seq", *ORDER_COLUMNS),
-                                      {"seq": tracking.notification_id, **row.__dict__}))
+        self._write(
+            tracking,
+            _insert(
+                "rm_orders",
+                ("seq", *ORDER_COLUMNS),
+                {"seq": tracking.notification_id, **row.__dict__},
+            ),
+        )
 
     def update_order(
         self, order_id: UUID, status: str, paid_at: datetime | None, tracking: Tracking
@@ -122,8 +171,14 @@ class SqlReadModels(ReadModelView):
         self._write(tracking, _update("rm_orders", order_id, changes))
 
     def add_video(self, row: VideoRow, tracking: Tracking) -> None:
-        self._write(tracking, _insert("rm_videos", ("seq", *VIDEO_COLUMNS),
-                                      {"seq": tracking.notification_id, **row.__dict__}))
+        self._write(
+            tracking,
+            _insert(
+                "rm_videos",
+                ("seq", *VIDEO_COLUMNS),
+                {"seq": tracking.notification_id, **row.__dict__},
+            ),
+        )
 
     def update_video(
         self, video_id: UUID, changes: dict[str, Any], at: datetime, tracking: Tracking
@@ -148,21 +203,23 @@ class SqlReadModels(ReadModelView):
         return {UUID(r["user_id"]): int(r["balance"]) for r in rows}
 
     def credits(self, user_id: UUID, type: str | None, page: int, limit: int) -> Page[CreditRow]:
-        return self._page("rm_credits", CREDIT_COLUMNS, CreditRow, user_id, "type", type,
-                          page, limit)
+        return self._page(
+            "rm_credits", CREDIT_COLUMNS, CreditRow, user_id, "type", type, page, limit
+        )
 
     def orders(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[OrderRow]:
-        return self._page("rm_orders", ORDER_COLUMNS, OrderRow, user_id, "status", status,
-                          page, limit)
+        return self._page(
+            "rm_orders", ORDER_COLUMNS, OrderRow, user_id, "status", status, page, limit
+        )
 
     def order(self, order_id: UUID) -> OrderRow | None:
-        rows = self._rows(_select("rm_orders", ORDER_COLUMNS) + " WHERE id = :id",
-                          {"id": order_id})
+        rows = self._rows(_select("rm_orders", ORDER_COLUMNS) + " WHERE id = :id", {"id": order_id})
         return OrderRow(**_decode(rows[0], ORDER_COLUMNS)) if rows else None
 
     def videos(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[VideoRow]:
-        return self._page("rm_videos", VIDEO_COLUMNS, VideoRow, user_id, "status", status,
-                          page, limit)
+        return self._page(
+            "rm_videos", VIDEO_COLUMNS, VideoRow, user_id, "status", status, page, limit
+        )
 
     def video(self, video_id: UUID) -> VideoRow | None:
         return self._video_where("id = :v", {"v": video_id})
@@ -181,8 +238,17 @@ class SqlReadModels(ReadModelView):
         rows = self._rows(_select("rm_videos", VIDEO_COLUMNS) + f" WHERE {condition}", params)
         return VideoRow(**_decode(rows[0], VIDEO_COLUMNS)) if rows else None
 
-    def _page(self, table: str, columns: tuple[str, ...], row_type: Any, user_id: UUID,
-              filter_column: str, filter_value: str | None, page: int, limit: int) -> Page[Any]:
+    def _page(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        row_type: Any,
+        user_id: UUID,
+        filter_column: str,
+        filter_value: str | None,
+        page: int,
+        limit: int,
+    ) -> Page[Any]:
         where = " WHERE user_id = :u"
         params: dict[str, Any] = {"u": user_id, "limit": limit, "offset": (page - 1) * limit}
         if filter_value is not None:

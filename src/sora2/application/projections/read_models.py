@@ -35,7 +35,9 @@ class ReadModels(Projection[ReadModelView]):
             User.PasswordReset: lambda e, t: self._user_changed(
                 e, t, session_epoch=e.session_epoch
             ),
-            CreditLedger.Rewarded: lambda e, t: self._credit(e, t, "REWARD", e.amount, None, e.reason),
+            CreditLedger.Rewarded: lambda e, t: self._credit(
+                e, t, "REWARD", e.amount, None, e.reason
+            ),
             CreditLedger.Recharged: lambda e, t: self._credit(
                 e, t, "RECHARGE", e.amount, e.order_id, f"Recharge of {e.amount} credits"
             ),
@@ -46,7 +48,9 @@ class ReadModels(Projection[ReadModelView]):
                 e, t, "REFUND", e.amount, e.video_id, "Refund for a failed or cancelled video"
             ),
             Order.Created: self._order_created,
-            Order.Paid: lambda e, t: self.view.update_order(e.originator_id, "PAID", e.timestamp, t),
+            Order.Paid: lambda e, t: self.view.update_order(
+                e.originator_id, "PAID", e.timestamp, t
+            ),
             Order.Failed: lambda e, t: self.view.update_order(e.originator_id, "FAILED", None, t),
             Order.Cancelled: lambda e, t: self.view.update_order(
                 e.originator_id, "CANCELLED", None, t
@@ -57,8 +61,13 @@ class ReadModels(Projection[ReadModelView]):
                 e, t, progress=e.progress, seconds_remaining=e.seconds_remaining
             ),
             Video.Completed: lambda e, t: self._video_changed(
-                e, t, status="COMPLETED", progress=100, seconds_remaining=0,
-                video_key=e.video_key, thumbnail_key=e.thumbnail_key,
+                e,
+                t,
+                status="COMPLETED",
+                progress=100,
+                seconds_remaining=0,
+                video_key=e.video_key,
+                thumbnail_key=e.thumbnail_key,
             ),
             Video.Failed: lambda e, t: self._video_changed(
                 e, t, status="FAILED", error=e.error, seconds_remaining=None
@@ -91,15 +100,34 @@ class ReadModels(Projection[ReadModelView]):
 
     def _order_created(self, e: Order.Created, t: Tracking) -> None:
         row = OrderRow(
-            e.originator_id, e.user_id, e.amount, e.credits, "PENDING",
-            e.payment_method, e.timestamp, None,
+            e.originator_id,
+            e.user_id,
+            e.amount,
+            e.credits,
+            "PENDING",
+            e.payment_method,
+            e.timestamp,
+            None,
         )
         self.view.add_order(row, t)
 
     def _video_requested(self, e: Video.Requested, t: Tracking) -> None:
         row = VideoRow(
-            e.originator_id, e.user_id, e.prompt, "PENDING", 0, None, None, None,
-            e.duration, e.aspect_ratio, e.cost, None, None, e.timestamp, e.timestamp,
+            e.originator_id,
+            e.user_id,
+            e.prompt,
+            "PENDING",
+            0,
+            None,
+            None,
+            None,
+            e.duration,
+            e.aspect_ratio,
+            e.cost,
+            None,
+            None,
+            e.timestamp,
+            e.timestamp,
         )
         self.view.add_video(row, t)
 

@@ -75,9 +75,7 @@ class CreditLedger(Aggregate):
         if video_id in self.held or video_id in self.settled:
             raise Conflict("credits are already reserved for this video")
         if amount > self.balance:
-            raise InsufficientCredits(
-                f"{amount} credits needed, {self.balance} available"
-            )
+            raise InsufficientCredits(f"{amount} credits needed, {self.balance} available")
         self._reserved(self.user_id, video_id, amount, self.balance - amount, timestamp)
 
     def refund(self, video_id: UUID, timestamp: datetime) -> bool:
@@ -100,21 +98,29 @@ class CreditLedger(Aggregate):
         return sum(self.held.values())
 
     @event(Rewarded)
-    def _rewarded(self, user_id: UUID, amount: int, balance: int, reason: str, timestamp: datetime) -> None:
+    def _rewarded(
+        self, user_id: UUID, amount: int, balance: int, reason: str, timestamp: datetime
+    ) -> None:
         self.balance = balance
 
     @event(Recharged)
-    def _recharged(self, user_id: UUID, order_id: UUID, amount: int, balance: int, timestamp: datetime) -> None:
+    def _recharged(
+        self, user_id: UUID, order_id: UUID, amount: int, balance: int, timestamp: datetime
+    ) -> None:
         self.balance = balance
         self.recharged_orders.add(order_id)
 
     @event(Reserved)
-    def _reserved(self, user_id: UUID, video_id: UUID, amount: int, balance: int, timestamp: datetime) -> None:
+    def _reserved(
+        self, user_id: UUID, video_id: UUID, amount: int, balance: int, timestamp: datetime
+    ) -> None:
         self.balance = balance
         self.held[video_id] = amount
 
     @event(Refunded)
-    def _refunded(self, user_id: UUID, video_id: UUID, amount: int, balance: int, timestamp: datetime) -> None:
+    def _refunded(
+        self, user_id: UUID, video_id: UUID, amount: int, balance: int, timestamp: datetime
+    ) -> None:
         self.balance = balance
         del self.held[video_id]
 

@@ -144,9 +144,7 @@ class User(Aggregate):
         self.reset_expires_at = expires_at
 
     @event(PasswordReset)
-    def _password_reset(
-        self, password_hash: str, session_epoch: int, timestamp: datetime
-    ) -> None:
+    def _password_reset(self, password_hash: str, session_epoch: int, timestamp: datetime) -> None:
         self.password_hash = password_hash
         self.session_epoch = session_epoch
         self.reset_token_hash = None

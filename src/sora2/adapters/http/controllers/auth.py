@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, Response, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import CookieParameter, JSONBody
 
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY, bearer_token
@@ -30,24 +31,46 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["Auth"]
 
-    @post("/register", status_code=201, sync_to_thread=True, responses=documented(400, 409, 429),
-          summary="Create an account", description="Returns the user and an access token; "
-          "sets the refresh-token cookie. New accounts receive the signup bonus credits.")
-    def register(self, data: schemas.RegisterRequest, sora2: Sora2
-                 ) -> Response[schemas.AuthResponse]:
+    @post(
+        "/register",
+        status_code=201,
+        sync_to_thread=True,
+        responses=documented(400, 409, 429),
+        summary="Create an account",
+        description="Returns the user and an access token; "
+        "sets the refresh-token cookie. New accounts receive the signup bonus credits.",
+    )
+    def register(
+        self, data: JSONBody[schemas.RegisterRequest], sora2: NamedDependency[Sora2]
+    ) -> Response[schemas.AuthResponse]:
         grant = sora2.accounts.register(data.email, data.username, data.password)
         return _signed_in(sora2, grant, 201)
 
-    @post("/login", status_code=200, sync_to_thread=True, responses=documented(400, 401, 429),
-          summary="Sign in with email and password")
-    def login(self, data: schemas.LoginRequest, sora2: Sora2) -> Response[schemas.AuthResponse]:
+    @post(
+        "/login",
+        status_code=200,
+        sync_to_thread=True,
+        responses=documented(400, 401, 429),
+        summary="Sign in with email and password",
+    )
+    def login(
+        self, data: JSONBody[schemas.LoginRequest], sora2: NamedDependency[Sora2]
+    ) -> Response[schemas.AuthResponse]:
         return _signed_in(sora2, sora2.accounts.login(data.email, data.password), 200)
 
-    @post("/logout", status_code=200, sync_to_thread=True, security=BEARER_SECURITY,
-          responses=documented(401), summary="Sign out: revoke the session, clear the cookie")
+    @post(
+        "/logout",
+        status_code=200,
+        sync_to_thread=True,
+        security=BEARER_SECURITY,
+        responses=documented(401),
+        summary="Sign out: revoke the session, clear the cookie",
+    )
     def logout(
-        self, request: Request, sora2: Sora2,
-        refresh_token: Annotated[str | None, Parameter(cookie=REFRESH_COOKIE)] = None,
+        self,
+        request: Request,
+        sora2: NamedDependency[Sora2],
+        refresh_token: Annotated[str | None, CookieParameter(name=REFRESH_COOKIE)] = None,
     ) -> Response[schemas.Message]:
         claims = sora2.tokens.read_access(bearer_token(request))
         sora2.accounts.authenticate(claims.user_id, claims.epoch)
@@ -61,35 +84,52 @@ class AuthController(Controller):
                 sora2.accounts.logout(refresh.session_id)
         return Response(schemas.Message("Signed out."), cookies=[cleared_cookie(sora2.settings)])
 
-    @post("/refresh-token", status_code=200, sync_to_thread=True, responses=documented(401, 429),
-          summary="Swap the refresh cookie for a new access token and a new refresh cookie",
-          description="Refresh tokens rotate on every use; presenting a spent one revokes "
-          "the whole session.")
+    @post(
+        "/refresh-token",
+        status_code=200,
+        sync_to_thread=True,
+        responses=documented(401, 429),
+        summary="Swap the refresh cookie for a new access token and a new refresh cookie",
+        description="Refresh tokens rotate on every use; presenting a spent one revokes "
+        "the whole session.",
+    )
     def refresh(
-        self, sora2: Sora2,
-        refresh_token: Annotated[str | None, Parameter(cookie=REFRESH_COOKIE)] = None,
+        self,
+        sora2: NamedDependency[Sora2],
+        refresh_token: Annotated[str | None, CookieParameter(name=REFRESH_COOKIE)] = None,
     ) -> Response[schemas.AccessTokenResponse]:
         if not refresh_token:
             raise NotAuthenticated("the refresh-token cookie is missing")
         claims = sora2.tokens.read_refresh(refresh_token)
         grant = sora2.accounts.refresh(claims.session_id, claims.token_id)
         signed = _signed_in(sora2, grant, 200)
-        return Response(schemas.AccessTokenResponse(signed.content.access_token),
-                        cookies=signed.cookies)
+        return Response(
+            schemas.AccessTokenResponse(signed.content.access_token), cookies=signed.cookies
+        )
 
-    @post("/forgot-password", status_code=200, sync_to_thread=True,
-          responses=documented(400, 429),
-          summary="Mail a password-reset link (the answer never says whether the email exists)")
-    def forgot_password(self, data: schemas.ForgotPasswordRequest, sora2: Sora2
-                        ) -> schemas.Message:
+    @post(
+        "/forgot-password",
+        status_code=200,
+        sync_to_thread=True,
+        responses=documented(400, 429),
+        summary="Mail a password-reset link (the answer never says whether the email exists)",
+    )
+    def forgot_password(
+        self, data: JSONBody[schemas.ForgotPasswordRequest], sora2: NamedDependency[Sora2]
+    ) -> schemas.Message:
         sora2.accounts.forgot_password(data.email)
         return schemas.Message(FORGOT_ANSWER)
 
-    @post("/reset-password", status_code=200, sync_to_thread=True,
-          responses=documented(400, 401, 429),
-          summary="Set a new password with a reset token (single use, 30 minutes)",
-          description="Every existing session of the account is revoked.")
-    def reset_password(self, data: schemas.ResetPasswordRequest, sora2: Sora2
-                       ) -> schemas.Message:
+    @post(
+        "/reset-password",
+        status_code=200,
+        sync_to_thread=True,
+        responses=documented(400, 401, 429),
+        summary="Set a new password with a reset token (single use, 30 minutes)",
+        description="Every existing session of the account is revoked.",
+    )
+    def reset_password(
+        self, data: JSONBody[schemas.ResetPasswordRequest], sora2: NamedDependency[Sora2]
+    ) -> schemas.Message:
         sora2.accounts.reset_password(data.token, data.password)
         return schemas.Message("Your password has been reset. Sign in with the new one.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
 
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
@@ -13,8 +14,8 @@ from sora2.adapters.http.errors import documented
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 
-PageNumber = Annotated[int, Parameter(ge=1, le=1_000_000, description="1-based page")]
-PageSize = Annotated[int, Parameter(ge=1, le=100, description="items per page (1-100)")]
+PageNumber = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page")]
+PageSize = Annotated[int, QueryParameter(ge=1, le=100, description="items per page (1-100)")]
 
 
 class CreditsController(Controller):
@@ -22,26 +23,49 @@ class CreditsController(Controller):
     tags = ["Credits"]
     security = BEARER_SECURITY
 
-    @get("/balance", sync_to_thread=True, responses=documented(401, 429),
-         summary="The current credit balance")
-    def balance(self, user: UserRow, sora2: Sora2) -> schemas.Balance:
+    @get(
+        "/balance",
+        sync_to_thread=True,
+        responses=documented(401, 429),
+        summary="The current credit balance",
+    )
+    def balance(
+        self, user: NamedDependency[UserRow], sora2: NamedDependency[Sora2]
+    ) -> schemas.Balance:
         return schemas.Balance(sora2.credits.balance(user.id))
 
-    @get("/transactions", sync_to_thread=True, responses=documented(400, 401, 429),
-         summary="Credit entries, newest first; `balance` is the running balance after each")
+    @get(
+        "/transactions",
+        sync_to_thread=True,
+        responses=documented(400, 401, 429),
+        summary="Credit entries, newest first; `balance` is the running balance after each",
+    )
     def transactions(
-        self, user: UserRow, sora2: Sora2, page: PageNumber = 1, limit: PageSize = 20,
+        self,
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+        page: PageNumber = 1,
+        limit: PageSize = 20,
         type: Literal["RECHARGE", "CONSUME", "REFUND", "REWARD"] | None = None,
     ) -> schemas.CreditPage:
         result = sora2.credits.transactions(user.id, type, page, limit)
-        return schemas.CreditPage([presenters.credit(r) for r in result.items],
-                                  **presenters.page_fields(result))
+        return schemas.CreditPage(
+            [presenters.credit(r) for r in result.items], **presenters.page_fields(result)
+        )
 
-    @post("/recharge", status_code=201, sync_to_thread=True,
-          responses=documented(400, 401, 409, 429),
-          summary="Buy credits: places an order and pays it through the provider",
-          description="With the sandbox provider the order is paid and credited at once.")
-    def recharge(self, data: schemas.OrderRequest, user: UserRow, sora2: Sora2
-                 ) -> schemas.Payment:
+    @post(
+        "/recharge",
+        status_code=201,
+        sync_to_thread=True,
+        responses=documented(400, 401, 409, 429),
+        summary="Buy credits: places an order and pays it through the provider",
+        description="With the sandbox provider the order is paid and credited at once.",
+    )
+    def recharge(
+        self,
+        data: JSONBody[schemas.OrderRequest],
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+    ) -> schemas.Payment:
         outcome = sora2.credits.recharge(user.id, data.credits, data.payment_method)
         return presenters.payment(outcome)

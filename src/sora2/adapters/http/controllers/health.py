@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from sora2.adapters.http import schemas
 from sora2.adapters.http.errors import documented, error_body
@@ -19,9 +20,13 @@ class HealthController(Controller):
     async def health(self) -> schemas.Health:
         return schemas.Health("ok")
 
-    @get("/ready", sync_to_thread=True, responses=documented(503),
-         summary="Readiness: the database answers")
-    def ready(self, sora2: Sora2) -> Response[Any]:
+    @get(
+        "/ready",
+        sync_to_thread=True,
+        responses=documented(503),
+        summary="Readiness: the database answers",
+    )
+    def ready(self, sora2: NamedDependency[Sora2]) -> Response[Any]:
         try:
             sora2.ready()
         except Exception:

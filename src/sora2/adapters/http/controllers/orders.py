@@ -6,6 +6,8 @@ from typing import Literal
 from uuid import UUID
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
@@ -20,29 +22,66 @@ class OrdersController(Controller):
     tags = ["Orders"]
     security = BEARER_SECURITY
 
-    @post("/create", status_code=201, sync_to_thread=True, responses=documented(400, 401, 429),
-          summary="Place an order for credits (PENDING; amount = credits × CREDIT_PRICE)")
-    def create(self, data: schemas.OrderRequest, user: UserRow, sora2: Sora2) -> schemas.Order:
+    @post(
+        "/create",
+        status_code=201,
+        sync_to_thread=True,
+        responses=documented(400, 401, 429),
+        summary="Place an order for credits (PENDING; amount = credits × CREDIT_PRICE)",
+    )
+    def create(
+        self,
+        data: JSONBody[schemas.OrderRequest],
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+    ) -> schemas.Order:
         return presenters.order(sora2.orders.create(user.id, data.credits, data.payment_method))
 
-    @get("/", sync_to_thread=True, responses=documented(400, 401, 429),
-         summary="The user's orders, newest first")
+    @get(
+        "/",
+        sync_to_thread=True,
+        responses=documented(400, 401, 429),
+        summary="The user's orders, newest first",
+    )
     def list_orders(
-        self, user: UserRow, sora2: Sora2, page: PageNumber = 1, limit: PageSize = 20,
+        self,
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+        page: PageNumber = 1,
+        limit: PageSize = 20,
         status: Literal["PENDING", "PAID", "FAILED", "CANCELLED", "REFUNDED"] | None = None,
     ) -> schemas.OrderPage:
         result = sora2.orders.list(user.id, status, page, limit)
-        return schemas.OrderPage([presenters.order(r) for r in result.items],
-                                 **presenters.page_fields(result))
+        return schemas.OrderPage(
+            [presenters.order(r) for r in result.items], **presenters.page_fields(result)
+        )
 
-    @get("/{order_id:uuid}", sync_to_thread=True, responses=documented(401, 404, 429),
-         summary="One of the user's orders")
-    def get_order(self, order_id: UUID, user: UserRow, sora2: Sora2) -> schemas.Order:
+    @get(
+        "/{order_id:uuid}",
+        sync_to_thread=True,
+        responses=documented(401, 404, 429),
+        summary="One of the user's orders",
+    )
+    def get_order(
+        self,
+        order_id: FromPath[UUID],
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+    ) -> schemas.Order:
         return presenters.order(sora2.orders.get(user.id, order_id))
 
-    @post("/{order_id:uuid}/pay", status_code=200, sync_to_thread=True,
-          responses=documented(401, 404, 409, 429),
-          summary="Pay the order: the PAID order (sandbox) or the provider's next step",
-          description="Credits are added exactly once, however often payment is confirmed.")
-    def pay(self, order_id: UUID, user: UserRow, sora2: Sora2) -> schemas.Payment:
+    @post(
+        "/{order_id:uuid}/pay",
+        status_code=200,
+        sync_to_thread=True,
+        responses=documented(401, 404, 409, 429),
+        summary="Pay the order: the PAID order (sandbox) or the provider's next step",
+        description="Credits are added exactly once, however often payment is confirmed.",
+    )
+    def pay(
+        self,
+        order_id: FromPath[UUID],
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+    ) -> schemas.Payment:
         return presenters.payment(sora2.orders.pay(user.id, order_id))

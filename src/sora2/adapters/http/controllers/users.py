@@ -6,8 +6,9 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, post, put
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, JSONBody
 
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
@@ -28,39 +29,67 @@ class UsersController(Controller):
     tags = ["Users"]
     security = BEARER_SECURITY
 
-    @get("/profile", sync_to_thread=True, responses=documented(401, 429),
-         summary="The signed-in user's profile")
-    def profile(self, user: UserRow, sora2: Sora2) -> schemas.User:
+    @get(
+        "/profile",
+        sync_to_thread=True,
+        responses=documented(401, 429),
+        summary="The signed-in user's profile",
+    )
+    def profile(
+        self, user: NamedDependency[UserRow], sora2: NamedDependency[Sora2]
+    ) -> schemas.User:
         return presenters.user(user, sora2.settings.public_url)
 
-    @put("/profile", sync_to_thread=True, responses=documented(400, 401, 409, 429),
-         summary="Change username and/or email (role and ids cannot be changed here)")
-    def update_profile(self, data: schemas.UpdateProfileRequest, user: UserRow, sora2: Sora2
-                       ) -> schemas.User:
+    @put(
+        "/profile",
+        sync_to_thread=True,
+        responses=documented(400, 401, 409, 429),
+        summary="Change username and/or email (role and ids cannot be changed here)",
+    )
+    def update_profile(
+        self,
+        data: JSONBody[schemas.UpdateProfileRequest],
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+    ) -> schemas.User:
         row = sora2.accounts.update_profile(user.id, data.username, data.email)
         return presenters.user(row, sora2.settings.public_url)
 
-    @put("/password", sync_to_thread=True, responses=documented(400, 401, 429),
-         summary="Change the password; every other session is revoked",
-         description="Answers with a fresh access token and refresh cookie for this client.")
-    def change_password(self, data: schemas.ChangePasswordRequest, user: UserRow, sora2: Sora2
-                        ) -> Response[schemas.PasswordChanged]:
+    @put(
+        "/password",
+        sync_to_thread=True,
+        responses=documented(400, 401, 429),
+        summary="Change the password; every other session is revoked",
+        description="Answers with a fresh access token and refresh cookie for this client.",
+    )
+    def change_password(
+        self,
+        data: JSONBody[schemas.ChangePasswordRequest],
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+    ) -> Response[schemas.PasswordChanged]:
         grant = sora2.accounts.change_password(user.id, data.current_password, data.new_password)
         now = sora2.clock.now()
         access = sora2.tokens.access_token(user.id, grant.session_id, grant.epoch, now)
         refresh = sora2.tokens.refresh_token(grant.session_id, grant.token_id, now)
-        return Response(schemas.PasswordChanged("Password changed.", access),
-                        cookies=[refresh_cookie(refresh, sora2.settings)])
+        return Response(
+            schemas.PasswordChanged("Password changed.", access),
+            cookies=[refresh_cookie(refresh, sora2.settings)],
+        )
 
-    @post("/avatar", status_code=200, sync_to_thread=True,
-          request_max_body_size=AVATAR_MAX_BYTES + 64 * 1024,
-          responses=documented(400, 401, 413, 415, 429),
-          summary="Upload an avatar (multipart field `file`: PNG, JPEG or WebP, at most 5 MB)")
+    @post(
+        "/avatar",
+        status_code=200,
+        sync_to_thread=True,
+        request_max_body_size=AVATAR_MAX_BYTES + 64 * 1024,
+        responses=documented(400, 401, 413, 415, 429),
+        summary="Upload an avatar (multipart field `file`: PNG, JPEG or WebP, at most 5 MB)",
+    )
     def avatar(
         self,
         data: Annotated[AvatarUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
-        user: UserRow,
-        sora2: Sora2,
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
     ) -> schemas.User:
         upload = data.file
         if not isinstance(upload, UploadFile):
