@@ -6,6 +6,7 @@ the environment's.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,18 @@ from sora2.application.credits import Credits
 from sora2.application.event_log import EventLog
 from sora2.application.follower import Follower
 from sora2.application.orders import Orders
-from sora2.application.ports import BlobStorage, Clock, Mailer, PasswordHasher, PaymentProvider
+from sora2.application.ports import (
+    BlobStorage,
+    Clock,
+    Mailer,
+    PasswordHasher,
+    PaymentProvider,
+    VideoGenerator,
+)
 from sora2.application.projections.read_models import FOLLOWER_NAME, ReadModels
 from sora2.application.projections.view import ReadModelView
+from sora2.application.rendering import VideoJobs
+from sora2.application.videos import Videos
 from sora2.config import Settings
 
 log = logging.getLogger("sora2")
@@ -46,6 +56,8 @@ class Sora2:
     tokens: TokenSigner
     mailer: Mailer
     rate_limits: Any
+    videos: Videos
+    jobs: VideoJobs
     extras: dict[str, Any] = field(default_factory=dict)
 
     def ready(self) -> None:
@@ -53,7 +65,12 @@ class Sora2:
         ping(self.store_env)
         self.log.recorder.max_notification_id()
 
+    def start_jobs(self) -> int:
+        """Resume the jobs a previous run left unfinished; how many."""
+        return self.jobs.resume()
+
     def close(self) -> None:
+        self.jobs.shutdown(wait=True)
         self.log.close()
 
 
@@ -65,6 +82,7 @@ def bootstrap(
     mailer: Mailer | None = None,
     payments: PaymentProvider | None = None,
     storage: BlobStorage | None = None,
+    generator: VideoGenerator | None = None,
 ) -> Sora2:
     clock = clock or SystemClock()
     store_env = _event_store_env(settings)
@@ -95,20 +113,32 @@ def bootstrap(
         settings.jwt_expires_in,
         settings.jwt_refresh_expires_in,
     )
-    return Sora2(
-        settings,
-        clock,
+    videos = Videos(
         event_log,
-        store_env,
         views,
         read_models,
-        accounts,
-        orders,
-        credits,
         storage,
-        tokens,
-        mailer,
-        _rate_limits(settings),
+        clock,
+        settings.video_credits_per_second,
+        share_secret=hashlib.sha256(b"share:" + settings.jwt_secret.encode()).digest(),
+    )
+    jobs = VideoJobs(videos, generator or _generator(settings), settings.job_concurrency)
+    return Sora2(
+        settings=settings,
+        clock=clock,
+        log=event_log,
+        store_env=store_env,
+        views=views,
+        read_models=read_models,
+        accounts=accounts,
+        orders=orders,
+        credits=credits,
+        storage=storage,
+        tokens=tokens,
+        mailer=mailer,
+        rate_limits=_rate_limits(settings),
+        videos=videos,
+        jobs=jobs,
     )
 
 
@@ -160,3 +190,17 @@ def _rate_limits(settings: Settings) -> Any:
     from sora2.adapters.rate_limit.memory import MemoryRateLimitStore
 
     return MemoryRateLimitStore()
+
+
+def _generator(settings: Settings) -> VideoGenerator:
+    if settings.video_provider_url:
+        from sora2.adapters.rendering.provider import ProviderVideoGenerator
+
+        return ProviderVideoGenerator(
+            settings.video_provider_url,
+            settings.video_provider_api_key or "",
+            model=settings.video_provider_model,
+        )
+    from sora2.adapters.rendering.local import LocalRenderer
+
+    return LocalRenderer()

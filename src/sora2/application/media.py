@@ -24,3 +24,12 @@ def sniff_image(data: bytes) -> ImageKind:
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return WEBP
     raise UnsupportedMedia("the avatar must be a PNG, JPEG or WebP image")
+
+
+def content_type_of(key: str) -> str:
+    """The content type we stored an image under, from the extension we gave it."""
+    extension = key.rsplit(".", 1)[-1].lower()
+    for kind in (PNG, JPEG, WEBP):
+        if kind.extension == extension:
+            return kind.content_type
+    return "application/octet-stream"

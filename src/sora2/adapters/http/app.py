@@ -16,7 +16,9 @@ from sora2.adapters.http.controllers.auth import AuthController
 from sora2.adapters.http.controllers.credits import CreditsController
 from sora2.adapters.http.controllers.health import HealthController
 from sora2.adapters.http.controllers.orders import OrdersController
+from sora2.adapters.http.controllers.public import PublicController
 from sora2.adapters.http.controllers.users import UsersController
+from sora2.adapters.http.controllers.videos import VideosController
 from sora2.adapters.http.errors import error_response
 from sora2.adapters.http.rate_limit import RateLimitMiddleware
 from sora2.bootstrap import Sora2
@@ -42,6 +44,8 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         UsersController,
         CreditsController,
         OrdersController,
+        VideosController,
+        PublicController,
         *(controllers or []),
         openapi_json,
     ]
@@ -52,6 +56,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
             "user": Provide(current_user, sync_to_thread=True),
         },
         exception_handlers={Exception: error_response},
+        on_startup=[lambda: sora2.start_jobs()],
         cors_config=CORSConfig(
             allow_origins=[settings.frontend_url],
             allow_credentials=True,

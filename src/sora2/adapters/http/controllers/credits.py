@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
@@ -46,7 +46,7 @@ class CreditsController(Controller):
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
-        type: Literal["RECHARGE", "CONSUME", "REFUND", "REWARD"] | None = None,
+        type: FromQuery[Literal["RECHARGE", "CONSUME", "REFUND", "REWARD"] | None] = None,
     ) -> schemas.CreditPage:
         result = sora2.credits.transactions(user.id, type, page, limit)
         return schemas.CreditPage(

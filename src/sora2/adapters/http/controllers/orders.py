@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
@@ -49,7 +49,9 @@ class OrdersController(Controller):
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
-        status: Literal["PENDING", "PAID", "FAILED", "CANCELLED", "REFUNDED"] | None = None,
+        status: FromQuery[
+            Literal["PENDING", "PAID", "FAILED", "CANCELLED", "REFUNDED"] | None
+        ] = None,
     ) -> schemas.OrderPage:
         result = sora2.orders.list(user.id, status, page, limit)
         return schemas.OrderPage(

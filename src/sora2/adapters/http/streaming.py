@@ -1,0 +1,75 @@
+"""Serving stored files: whole, or the byte range a player asks for (HTTP 206)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from urllib.parse import quote
+
+from litestar import Request, Response
+from litestar.response import Redirect, Stream
+
+from sora2.application.ports import BlobNotFound, BlobStorage
+from sora2.domain.errors import NotFound
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+SIGNED_URL_TTL = timedelta(minutes=5)
+
+
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def serve_blob(
+    request: Request,
+    storage: BlobStorage,
+    key: str,
+    content_type: str,
+    filename: str | None = None,
+    redirect: bool = True,
+) -> Response:
+    """The object's bytes with Range support, or a redirect to a short-lived signed URL."""
+    if redirect and (url := storage.signed_url(key, SIGNED_URL_TTL)):
+        return Redirect(url, status_code=302)
+    try:
+        size = storage.size(key)
+    except BlobNotFound:
+        raise NotFound("the file is no longer stored") from None
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=300"}
+    if filename:
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    requested = request.headers.get("range")
+    span = _parse_range(requested, size) if requested else None
+    if span is False:
+        return Response(
+            b"", status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
+        )
+    if span is None:
+        headers["Content-Length"] = str(size)
+        return Stream(storage.read(key), media_type=content_type, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    return Stream(
+        storage.read(key, start, end), status_code=206, media_type=content_type, headers=headers
+    )
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
+    """(start, end) inclusive; None to send everything; False if unsatisfiable."""
+    match = _RANGE.match(header.strip())
+    if not match or "," in header:
+        return None  # unsupported forms (multiple ranges): send the whole file
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        length = int(last)
+        if length == 0:
+            return False
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return False
+    return start, end

@@ -1,0 +1,331 @@
+"""Properties of the aggregates under any sequence of commands, refused ones included.
+
+The ledger runs as a hypothesis state machine next to a plain model of what it should
+hold; Order and Video run arbitrary command sequences against their state machines.
+Every refused command (a DomainError) must record nothing and change nothing, and
+replaying the recorded events must rebuild the same aggregate.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import project_aggregate
+from eventsourcing.domain import Aggregate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from sora2.domain.credits.ledger import CreditLedger
+from sora2.domain.errors import Conflict, DomainError, InsufficientCredits, InvalidInput
+from sora2.domain.orders.order import Order
+from sora2.domain.videos.video import Video
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+# Few ids, so commands often hit the same video or order twice.
+VIDEOS = [UUID(int=n) for n in range(1, 6)]
+ORDERS = [UUID(int=n) for n in range(101, 104)]
+
+valid_amounts = st.integers(min_value=1, max_value=60)
+invalid_amounts = st.sampled_from([0, -1, -50, True, False, 1.5, 3.0, None, "7"])
+amounts = st.one_of(valid_amounts, valid_amounts, valid_amounts, invalid_amounts)
+
+
+def run(aggregate: Aggregate, command: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run a command; if it is refused, prove it recorded and changed nothing.
+
+    Returns (accepted, the command's result or the error).
+    """
+    assert aggregate.pending_events == []
+    before = copy.deepcopy(vars(aggregate))
+    try:
+        result = command()
+    except DomainError as error:
+        assert aggregate.pending_events == [], "a refused command recorded an event"
+        assert vars(aggregate) == before, "a refused command changed the aggregate"
+        return False, error
+    return True, result
+
+
+def replay(cls: type[Aggregate], events: list[Any]) -> Any:
+    rebuilt = project_aggregate(None, events)
+    assert type(rebuilt) is cls
+    return rebuilt
+
+
+def is_valid_amount(amount: Any) -> bool:
+    return type(amount) is int and amount > 0
+
+
+# --- the credit ledger ---------------------------------------------------------------------
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """The ledger against a model: granted credits, settled spending and holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = START
+        self.user_id = uuid4()
+        self.ledger = CreditLedger(user_id=self.user_id, timestamp=self.now())
+        self.events: list[Any] = list(self.ledger.collect_events())
+        # the model
+        self.granted = 0  # rewards and recharges
+        self.spent_settled = 0  # reservations of delivered videos
+        self.held: dict[UUID, int] = {}
+        self.settled: set[UUID] = set()
+        self.recharged: set[UUID] = set()
+
+    def now(self) -> datetime:
+        self.clock += timedelta(seconds=1)
+        return self.clock
+
+    @property
+    def model_balance(self) -> int:
+        return self.granted - self.spent_settled - sum(self.held.values())
+
+    def attempt(self, command: Callable[[], Any]) -> tuple[bool, Any]:
+        accepted, result = run(self.ledger, command)
+        new_events = self.ledger.collect_events()
+        self.events.extend(new_events)
+        return accepted, result
+
+    # --- commands ----------------------------------------------------------------------
+
+    @rule(amount=amounts)
+    def reward(self, amount: Any) -> None:
+        accepted, error = self.attempt(lambda: self.ledger.reward(amount, "bonus", self.now()))
+        assert accepted == is_valid_amount(amount), error
+        if accepted:
+            self.granted += amount
+        else:
+            assert isinstance(error, InvalidInput)
+
+    @rule(order_id=st.sampled_from(ORDERS), amount=amounts)
+    def recharge(self, order_id: UUID, amount: Any) -> None:
+        accepted, error = self.attempt(
+            lambda: self.ledger.recharge(order_id, amount, self.now())
+        )
+        if not is_valid_amount(amount):
+            assert isinstance(error, InvalidInput)
+        elif order_id in self.recharged:
+            assert isinstance(error, Conflict)
+        else:
+            assert accepted, error
+            self.granted += amount
+            self.recharged.add(order_id)
+
+    @rule(video_id=st.sampled_from(VIDEOS), amount=amounts)
+    def reserve(self, video_id: UUID, amount: Any) -> None:
+        balance = self.model_balance
+        accepted, error = self.attempt(lambda: self.ledger.reserve(video_id, amount, self.now()))
+        if not is_valid_amount(amount):
+            assert isinstance(error, InvalidInput)
+        elif video_id in self.held or video_id in self.settled:
+            assert isinstance(error, Conflict)
+        elif amount > balance:
+            assert isinstance(error, InsufficientCredits)
+        else:
+            assert accepted, error
+            self.held[video_id] = amount
+
+    @rule(video_id=st.sampled_from(VIDEOS))
+    def refund(self, video_id: UUID) -> None:
+        accepted, refunded = self.attempt(lambda: self.ledger.refund(video_id, self.now()))
+        assert accepted, refunded
+        assert refunded == (video_id in self.held)
+        if refunded:
+            amount = self.held.pop(video_id)
+            assert self.events[-1].amount == amount
+
+    @rule(video_id=st.sampled_from(VIDEOS))
+    def settle(self, video_id: UUID) -> None:
+        accepted, settled = self.attempt(lambda: self.ledger.settle(video_id, self.now()))
+        assert accepted, settled
+        assert settled == (video_id in self.held)
+        if settled:
+            self.spent_settled += self.held.pop(video_id)
+            self.settled.add(video_id)
+
+    # --- invariants ----------------------------------------------------------------------
+
+    @invariant()
+    def balance_is_never_negative(self) -> None:
+        assert self.ledger.balance >= 0
+
+    @invariant()
+    def ledger_matches_the_model(self) -> None:
+        assert self.ledger.balance == self.model_balance
+        assert self.ledger.held == self.held
+        assert self.ledger.settled == self.settled
+        assert self.ledger.recharged_orders == self.recharged
+
+    @invariant()
+    def balance_is_the_sum_of_signed_entries(self) -> None:
+        sign = {
+            CreditLedger.Rewarded: 1,
+            CreditLedger.Recharged: 1,
+            CreditLedger.Reserved: -1,
+            CreditLedger.Refunded: 1,
+        }
+        total = sum(sign[type(e)] * e.amount for e in self.events if type(e) in sign)
+        assert self.ledger.balance == total
+
+    @invariant()
+    def each_event_records_the_running_balance(self) -> None:
+        running = 0
+        for e in self.events:
+            if isinstance(e, CreditLedger.Reserved):
+                running -= e.amount
+            elif isinstance(e, CreditLedger.Rewarded | CreditLedger.Recharged | CreditLedger.Refunded):
+                running += e.amount
+            else:
+                continue
+            assert e.balance == running >= 0
+            assert e.user_id == self.user_id
+
+    @invariant()
+    def replay_rebuilds_the_same_ledger(self) -> None:
+        rebuilt = replay(CreditLedger, self.events)
+        assert rebuilt.balance == self.ledger.balance
+        assert rebuilt.held == self.ledger.held
+        assert rebuilt.settled == self.ledger.settled
+        assert rebuilt.recharged_orders == self.ledger.recharged_orders
+        assert rebuilt.version == self.ledger.version == len(self.events)
+
+
+TestLedgerProperties = LedgerMachine.TestCase
+TestLedgerProperties.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+ORDER_COMMANDS = st.lists(
+    st.sampled_from(["mark_paid", "mark_failed", "cancel"]), min_size=1, max_size=12
+)
+
+
+def order_command(order: Order, name: str, at: datetime) -> Callable[[], None]:
+    return {
+        "mark_paid": lambda: order.mark_paid(f"ref-{at.timestamp()}", at),
+        "mark_failed": lambda: order.mark_failed("declined", at),
+        "cancel": lambda: order.cancel(at),
+    }[name]
+
+
+@given(commands=ORDER_COMMANDS)
+def test_an_order_is_paid_at_most_once_and_never_leaves_a_final_state(commands: list[str]):
+    at = START
+    order = Order.place(uuid4(), uuid4(), 50, Decimal("0.10"), "STRIPE", at)
+    events = list(order.collect_events())
+    outcome = {"mark_paid": "PAID", "mark_failed": "FAILED", "cancel": "CANCELLED"}
+
+    for name in commands:
+        at += timedelta(seconds=1)
+        was = order.status
+        accepted, error = run(order, order_command(order, name, at))
+        events.extend(order.collect_events())
+        if was == "PENDING":
+            assert accepted, error
+            assert order.status == outcome[name]
+        else:  # a final state: every command is refused
+            assert isinstance(error, Conflict)
+            assert order.status == was
+
+    paid = [e for e in events if isinstance(e, Order.Paid)]
+    assert len(paid) <= 1
+    assert len(events) <= 2  # created, then at most one transition
+    assert (order.paid_at is not None) == bool(paid)
+    rebuilt = replay(Order, events)
+    assert (rebuilt.status, rebuilt.paid_at, rebuilt.version) == (
+        order.status,
+        order.paid_at,
+        order.version,
+    )
+
+
+# --- videos ----------------------------------------------------------------------------------
+
+# (name, progress): progress is only read by report_progress
+VIDEO_COMMANDS = st.lists(
+    st.tuples(
+        st.sampled_from(["start", "report_progress", "complete", "fail", "cancel", "delete"]),
+        st.integers(min_value=-20, max_value=150),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+# which commands each status accepts, and where they lead (None: stays)
+VIDEO_MOVES: dict[str, dict[str, str | None]] = {
+    "PENDING": {"start": "PROCESSING", "fail": "FAILED", "cancel": "CANCELLED"},
+    "PROCESSING": {
+        "report_progress": None,
+        "complete": "COMPLETED",
+        "fail": "FAILED",
+        "cancel": "CANCELLED",
+    },
+    "COMPLETED": {"delete": None},
+    "FAILED": {"delete": None},
+    "CANCELLED": {"delete": None},
+}
+
+
+def video_command(video: Video, name: str, progress: int, at: datetime) -> Callable[[], None]:
+    return {
+        "start": lambda: video.start(at),
+        "report_progress": lambda: video.report_progress(progress, 30, at),
+        "complete": lambda: video.complete("videos/v.mp4", "videos/v.jpg", at),
+        "fail": lambda: video.fail("renderer crashed", at),
+        "cancel": lambda: video.cancel(at),
+        "delete": lambda: video.delete(at),
+    }[name]
+
+
+@given(commands=VIDEO_COMMANDS)
+def test_a_video_follows_its_state_machine(commands: list[tuple[str, int]]) -> None:
+    at = START
+    video = Video.request(uuid4(), uuid4(), "a red fox", 10, "16:9", 1, at)
+    events = list(video.collect_events())
+    progress_seen = [video.progress]
+
+    for name, progress in commands:
+        at += timedelta(seconds=1)
+        was = video.status
+        moves = VIDEO_MOVES[was]
+        accepted, error = run(video, video_command(video, name, progress, at))
+        events.extend(video.collect_events())
+        assert accepted == (name in moves), (was, name, error)
+        if not accepted:
+            assert isinstance(error, Conflict)
+            continue
+        assert video.status == (moves[name] or was)
+        if name == "delete":
+            assert video.deleted
+        progress_seen.append(video.progress)
+
+        if video.status == "COMPLETED":
+            assert video.progress == 100
+        else:
+            assert 0 <= video.progress <= 99
+
+    assert progress_seen == sorted(progress_seen), "progress went backwards"
+    assert sum(isinstance(e, Video.Deleted) for e in events) <= 1
+    finals = [e for e in events if isinstance(e, Video.Completed | Video.Failed | Video.Cancelled)]
+    assert len(finals) <= 1  # no transition out of a final state
+    if not any(isinstance(e, Video.Started) for e in events):
+        assert not any(isinstance(e, Video.Completed | Video.ProgressReported) for e in events)
+
+    rebuilt = replay(Video, events)
+    assert (rebuilt.status, rebuilt.progress, rebuilt.deleted, rebuilt.version) == (
+        video.status,
+        video.progress,
+        video.deleted,
+        video.version,
+    )
