@@ -22,7 +22,7 @@ def normalize_email(email: str) -> str:
 
 
 def check_username(username: str) -> str:
-    if not _username.match(username):
+    if not _username.fullmatch(username):  # `$` alone lets a trailing newline through
         raise InvalidInput("username must be 3-32 letters, digits, '_' or '-'")
     return username
 
