@@ -1,4 +1,4 @@
-"""The `sora2` command: `serve` the API (more commands join as the product grows)."""
+"""The `sora2` command: `serve` the API; `ledger …` for auditors (replay the credit ledger)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default=None, help="address to bind (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 3001)")
+    from sora2.adapters.cli_ledger import add_ledger_commands
+
+    add_ledger_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -24,7 +27,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve_api(settings, args.host or settings.host, args.port or settings.port)
+    if args.command == "ledger":
+        return ledger(args, settings)
     return 1
+
+
+def ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from sora2.adapters.cli_ledger import run_ledger_command
+    from sora2.bootstrap import bootstrap
+
+    sora2 = bootstrap(settings)
+    try:
+        return run_ledger_command(args, sora2)
+    finally:
+        sora2.close()
 
 
 def serve_api(settings: Settings, host: str, port: int) -> int:

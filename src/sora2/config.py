@@ -51,6 +51,7 @@ class Settings:
     s3_endpoint: str | None = None
     nats_url: str | None = None
     nats_stream: str = "SORA2"
+    nats_subject_prefix: str = "sora2"
     smtp_url: str | None = None
     video_credits_per_second: int = 1
     signup_bonus_credits: int = 10
@@ -103,6 +104,7 @@ class Settings:
             s3_endpoint=get("S3_ENDPOINT"),
             nats_url=get("NATS_URL"),
             nats_stream=get("NATS_STREAM", "SORA2"),
+            nats_subject_prefix=get("NATS_SUBJECT_PREFIX", "sora2"),
             smtp_url=get("SMTP_URL"),
             video_credits_per_second=_int(
                 get("VIDEO_CREDITS_PER_SECOND", "1"), "VIDEO_CREDITS_PER_SECOND", 1, 10_000

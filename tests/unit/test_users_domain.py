@@ -153,7 +153,9 @@ def test_only_the_latest_reset_token_counts() -> None:
 
 
 def test_a_claims_id_comes_from_the_value_ignoring_case() -> None:
-    assert Claim.create_id("email", "Ada@Example.com") == Claim.create_id("email", "ada@example.com")
+    assert Claim.create_id("email", "Ada@Example.com") == Claim.create_id(
+        "email", "ada@example.com"
+    )
     assert Claim.create_id("email", "ada") != Claim.create_id("username", "ada")
     claim = Claim(kind="username", value="Ada", owner_id=uuid4(), timestamp=NOW)
     assert claim.value == "ada"

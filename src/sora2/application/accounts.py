@@ -63,7 +63,7 @@ class Accounts:
         self.clock = clock
         self.signup_bonus = signup_bonus
         self.reset_link_base = reset_link_base
-        self._dummy_hash = hasher.hash(secrets.token_urlsafe(16))
+        self._dummy: str | None = None  # made on first use, so CLI start-up stays quick
 
     # --- sign up and sign in -----------------------------------------------------------
 
@@ -90,7 +90,7 @@ class Accounts:
 
     def login(self, email: str, password: str) -> SessionGrant:
         user = self._user_by_email(email)
-        stored_hash = user.password_hash if user else self._dummy_hash
+        stored_hash = user.password_hash if user else self._dummy_hash()
         # verify even for unknown emails, so timing does not reveal which accounts exist
         if not self.hasher.verify(stored_hash, password) or user is None:
             raise NotAuthenticated("invalid email or password")
@@ -275,6 +275,11 @@ class Accounts:
         if claim is None or claim.owner_id is None:
             return None
         return self.log.find(User, claim.owner_id)
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy
 
     def _grant(self, session: Session, position: int | None) -> SessionGrant:
         self.follower.wait_for(position)

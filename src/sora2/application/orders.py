@@ -82,6 +82,8 @@ class Orders:
             now = self.clock.now()
             order.mark_paid(provider_reference, now)
             ledger = self.log.load(CreditLedger, CreditLedger.create_id(order.user_id), "ledger")
+            if order.id in ledger.recharged_orders:  # read the order just before a rival's save
+                return False, None
             ledger.recharge(order.id, order.credits, now)
             return True, self.log.commit(order, ledger)
 

@@ -8,6 +8,7 @@ from http import HTTPStatus
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 
 from sora2.adapters.http.schemas import ErrorBody
 from sora2.domain.errors import (
@@ -83,7 +84,23 @@ DESCRIPTIONS = {
 
 
 def documented(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the errors a route can answer with."""
+    """OpenAPI entries for the errors a route can answer with.
+
+    A route with path, query or cookie parameters must list 400 too: otherwise Litestar
+    documents its own 400 body, which this API never sends. Examples are written out, as
+    generated ones are random words with a random statusCode.
+    """
     return {
-        s: ResponseSpec(data_container=ErrorBody, description=DESCRIPTIONS[s]) for s in statuses
+        s: ResponseSpec(
+            data_container=ErrorBody,
+            description=DESCRIPTIONS[s],
+            generate_examples=False,
+            examples=[Example(summary=DESCRIPTIONS[s], value=_example(s))],
+        )
+        for s in statuses
     }
+
+
+def _example(status: int) -> dict[str, object]:
+    body = error_body(status, DESCRIPTIONS[status])
+    return {"error": body.error, "message": body.message, "statusCode": body.status_code}

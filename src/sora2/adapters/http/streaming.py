@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from urllib.parse import quote
 
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.response import Redirect, Stream
 
 from sora2.application.ports import BlobNotFound, BlobStorage
@@ -30,7 +30,8 @@ def serve_blob(
 ) -> Response:
     """The object's bytes with Range support, or a redirect to a short-lived signed URL."""
     if redirect and (url := storage.signed_url(key, SIGNED_URL_TTL)):
-        return Redirect(url, status_code=302)
+        # our own media type: the route's (video/mp4, image/jpeg) is not one Redirect accepts
+        return Redirect(url, status_code=302, media_type=MediaType.TEXT)
     try:
         size = storage.size(key)
     except BlobNotFound:

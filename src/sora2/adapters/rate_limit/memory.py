@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 
 
@@ -17,8 +16,8 @@ class MemoryRateLimitStore:
         now = time.time()
         async with self._lock:
             count, reset = self._windows.get(key, (0, 0.0))
-            if now >= reset:
-                count, reset = 0, math.ceil(now) + window_seconds
+            if now >= reset:  # not rounded up: Retry-After must never exceed the window
+                count, reset = 0, now + window_seconds
             count += 1
             self._windows[key] = (count, reset)
             if len(self._windows) > 100_000:  # forget finished windows

@@ -26,6 +26,7 @@ Rgb = tuple[int, int, int]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 BLOB_COUNT = 5
+WAVE_DOWNSCALE = 4  # the background pattern is computed at 1/4 size, then scaled up
 CAPTION_MAX_LINES = 4
 # Longer prompts are cut before wrapping, which keeps wrapping cheap; 600 characters never
 # fit in CAPTION_MAX_LINES at our font size, so the cut always ends up behind the ellipsis.
@@ -141,10 +142,14 @@ class Background:
 def _wave_pattern(
     rng: np.random.Generator, stops: tuple[Rgb, Rgb, Rgb], width: int, height: int
 ) -> np.ndarray:
-    """A sum of three slanted low-frequency sine waves, coloured through three stops."""
-    scale = max(width, height)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) / scale
-    field = np.zeros((height, width), dtype=np.float32)
+    """A sum of three slanted low-frequency sine waves, coloured through three stops.
+
+    So smooth a pattern loses nothing by being computed at a quarter of the size and scaled
+    up, which makes it about 16 times cheaper."""
+    small_width, small_height = -(-width // WAVE_DOWNSCALE), -(-height // WAVE_DOWNSCALE)
+    scale = max(small_width, small_height)
+    ys, xs = np.mgrid[0:small_height, 0:small_width].astype(np.float32) / scale
+    field = np.zeros((small_height, small_width), dtype=np.float32)
     for _ in range(3):
         angle = rng.uniform(0, 2 * math.pi)
         frequency = rng.uniform(0.6, 1.8)
@@ -159,7 +164,8 @@ def _wave_pattern(
     picture = np.where(
         field[..., None] < 0.5, low + (mid - low) * lower, mid + (high - mid) * upper
     )
-    return np.clip(picture + 0.5, 0, 255).astype(np.uint8)
+    small = Image.fromarray(np.clip(picture + 0.5, 0, 255).astype(np.uint8))
+    return np.array(small.resize((width, height), Image.Resampling.BILINEAR))
 
 
 # --- sprites ----------------------------------------------------------------------------

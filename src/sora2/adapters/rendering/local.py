@@ -13,11 +13,12 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 from av.video.reformatter import Colorspace
 from PIL import Image, ImageFont
 
@@ -56,6 +57,7 @@ class LocalRenderer:
     `preset` and `crf` are libx264's speed/size trade-off and quality (lower is better).
     `font_path` names a TrueType/OpenType font for the caption; by default Pillow's bundled
     font, which shows characters it lacks (Chinese, for one) as boxes.
+    Safe to share between threads: each `generate` call keeps its own state.
     """
 
     def __init__(
@@ -65,15 +67,10 @@ class LocalRenderer:
         crf: int = 23,
         font_path: Path | None = None,
     ) -> None:
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, not {fps}")
-        if preset not in X264_PRESETS:
-            raise ValueError(f"unknown x264 preset {preset!r}; one of {', '.join(X264_PRESETS)}")
-        if not 0 <= crf <= 51:
-            raise ValueError(f"crf must be within 0..51, not {crf}")
+        self.encoding = H264Settings(fps=fps, preset=preset, crf=crf)
         if font_path is not None:
             ImageFont.truetype(str(font_path), size=12)  # fail at startup, not per video
-        self.fps, self.preset, self.crf, self.font_path = fps, preset, crf, font_path
+        self.font_path = font_path
 
     def generate(
         self,
@@ -83,21 +80,18 @@ class LocalRenderer:
         cancelled: Callable[[], bool],
     ) -> GeneratedVideo:
         width, height = _frame_size(request)
+        frame_count = request.duration * self.encoding.fps
         files = _OutputFiles.for_request(workdir, request)
-        progress = _Progress(on_progress, request.duration * self.fps)
         finished = False
         try:
             workdir.mkdir(parents=True, exist_ok=True)
             _raise_if(cancelled)
             scene = Scene(
-                request.prompt,
-                width,
-                height,
-                self.fps,
-                request.duration * self.fps,
-                self.font_path,
+                request.prompt, width, height, self.encoding.fps, frame_count, self.font_path
             )
-            self._encode(scene, files.video_part, progress, cancelled)
+            progress = _Progress(on_progress, frame_count)
+            pictures = _watched(scene, progress, cancelled)
+            encode_h264(pictures, files.video_part, width, height, self.encoding)
             _write_thumbnail(scene, files.thumbnail_part)
             _raise_if(cancelled)
             files.publish()
@@ -112,45 +106,6 @@ class LocalRenderer:
             if not finished:
                 files.remove()
         return GeneratedVideo(video_path=files.video, thumbnail_path=files.thumbnail)
-
-    def _encode(
-        self,
-        scene: Scene,
-        path: Path,
-        progress: _Progress,
-        cancelled: Callable[[], bool],
-    ) -> None:
-        container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
-        try:
-            stream = self._add_h264_stream(container, scene.width, scene.height)
-            progress.started()
-            for index, frame in enumerate(_video_frames(scene)):
-                if index % CANCEL_CHECK_EVERY == 0:
-                    _raise_if(cancelled)
-                container.mux(stream.encode(frame))
-                progress.frames_done(index + 1)
-            _raise_if(cancelled)
-            container.mux(stream.encode(None))  # flush the frames x264 still holds
-        except BaseException:
-            with contextlib.suppress(Exception):
-                container.close()
-            raise
-        container.close()  # writes the index and moves it to the front
-
-    def _add_h264_stream(
-        self, container: av.container.OutputContainer, width: int, height: int
-    ) -> av.VideoStream:
-        stream = container.add_stream("libx264", rate=self.fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": self.preset, "crf": str(self.crf), "g": str(2 * self.fps)}
-        codec = stream.codec_context
-        # x264's frame threads: faster than PyAV's default slice threads and, unlike them
-        # here, deterministic (the same prompt gives the same bytes).
-        codec.thread_type = "FRAME"
-        # tag BT.709, matching the conversion in _video_frames
-        codec.colorspace = codec.color_primaries = codec.color_trc = Colorspace.ITU709.value
-        codec.color_range = 1  # limited ("TV") range, what players expect
-        return stream
 
 
 def _frame_size(request: GenerationRequest) -> tuple[int, int]:
@@ -169,12 +124,20 @@ def _frame_size(request: GenerationRequest) -> tuple[int, int]:
         ) from None
 
 
-def _video_frames(scene: Scene) -> Iterator[av.VideoFrame]:
+def _watched(
+    scene: Scene, progress: _Progress, cancelled: Callable[[], bool]
+) -> Iterator[np.ndarray]:
+    """The scene's frames, reporting progress and checking for cancellation as the encoder
+    pulls them: when it asks for frame n, frames 0..n-1 have been encoded."""
+    progress.started()
     for index in range(scene.frame_count):
-        frame = av.VideoFrame.from_ndarray(scene.frame(index), format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
-        frame.pts = index
-        yield frame
+        if index % CANCEL_CHECK_EVERY == 0:
+            _raise_if(cancelled)
+        if index:
+            progress.frames_done(index)
+        yield scene.frame(index)
+    progress.frames_done(scene.frame_count)
+    _raise_if(cancelled)
 
 
 def _write_thumbnail(scene: Scene, path: Path) -> None:
@@ -186,6 +149,76 @@ def _write_thumbnail(scene: Scene, path: Path) -> None:
 def _raise_if(cancelled: Callable[[], bool]) -> None:
     if cancelled():
         raise GenerationCancelled("The video generation was cancelled.")
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class H264Settings:
+    fps: int = 24
+    preset: str = "veryfast"
+    crf: int = 23  # 0..51, lower is better quality and bigger files
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, not {self.fps}")
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"unknown x264 preset {self.preset!r}; one of {X264_PRESETS}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be within 0..51, not {self.crf}")
+
+
+def encode_h264(
+    pictures: Iterable[np.ndarray], path: Path, width: int, height: int, settings: H264Settings
+) -> None:
+    """Write RGB (height, width, 3) uint8 pictures as a browser-streamable H.264 MP4.
+
+    Whatever `pictures` raises (cancellation included) propagates, after the file is closed.
+    """
+    container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
+    try:
+        stream = _add_h264_stream(container, width, height, settings)
+        for index, picture in enumerate(pictures):
+            container.mux(stream.encode(_yuv_frame(picture, index)))
+        container.mux(stream.encode(None))  # flush the frames x264 still holds
+    except BaseException:
+        with contextlib.suppress(Exception):
+            container.close()
+        raise
+    container.close()  # writes the index and moves it to the front
+
+
+def _add_h264_stream(
+    container: av.container.OutputContainer, width: int, height: int, settings: H264Settings
+) -> av.VideoStream:
+    stream = container.add_stream("libx264", rate=settings.fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {
+        "preset": settings.preset,
+        "crf": str(settings.crf),
+        "g": str(2 * settings.fps),  # a keyframe every 2 s, for quick seeking
+        # With macroblock-tree rate control on, libx264 (as bundled with PyAV 18) gave
+        # different bytes for the same frames from the second encode in a process on;
+        # off, the same prompt always gives the same video. It costs a little size.
+        "x264-params": "mbtree=0",
+    }
+    codec = stream.codec_context
+    codec.thread_type = "FRAME"  # x264's frame threads: faster than PyAV's default slices
+    # tag BT.709, matching the conversion in _yuv_frame
+    codec.colorspace = codec.color_primaries = codec.color_trc = Colorspace.ITU709.value
+    codec.color_range = 1  # limited ("TV") range, what players expect
+    return stream
+
+
+def _yuv_frame(picture: np.ndarray, index: int) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+    frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
+    frame.pts = index
+    return frame
+
+
+# --- bookkeeping ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class AuthController(Controller):
         status_code=200,
         sync_to_thread=True,
         security=BEARER_SECURITY,
-        responses=documented(401),
+        responses=documented(400, 401, 429),
         summary="Sign out: revoke the session, clear the cookie",
     )
     def logout(
@@ -88,7 +88,7 @@ class AuthController(Controller):
         "/refresh-token",
         status_code=200,
         sync_to_thread=True,
-        responses=documented(401, 429),
+        responses=documented(400, 401, 429),
         summary="Swap the refresh cookie for a new access token and a new refresh cookie",
         description="Refresh tokens rotate on every use; presenting a spent one revokes "
         "the whole session.",

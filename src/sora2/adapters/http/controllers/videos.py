@@ -22,6 +22,7 @@ from sora2.adapters.http.errors import documented
 from sora2.adapters.http.streaming import serve_blob
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
+from sora2.domain.errors import NotFound
 
 VideoState = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -237,13 +238,15 @@ async def _status_events(
 ) -> AsyncIterator[ServerSentEventMessage]:
     """One event per change of status or progress, ending with the final state."""
     last: bytes | None = None
+    progress = 0
     while True:
         try:
             row = await anyio.to_thread.run_sync(sora2.videos.get, user_id, video_id)
-        except Exception:  # deleted while we watched: report it as cancelled and stop
-            gone = schemas.VideoStatus(str(video_id), "CANCELLED", 0, None, "deleted")
+        except NotFound:  # deleted while we watched: report it as cancelled and stop
+            gone = schemas.VideoStatus(str(video_id), "CANCELLED", progress, None, "deleted")
             yield ServerSentEventMessage(msgspec.json.encode(gone).decode(), event="status")
             return
+        progress = row.progress
         payload = msgspec.json.encode(presenters.video_status(row))
         if payload != last:
             last = payload

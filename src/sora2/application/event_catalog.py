@@ -1,0 +1,201 @@
+"""What each domain event looks like outside the service: its NATS subject and public payload.
+
+Consumers depend on this, so it is a contract kept apart from the event classes: names are
+fixed here (`CreditLedger.Reserved` is the spec's `credits.consumed`), data is plain JSON in
+camelCase, and secrets (password and token hashes, refresh-token ids) never leave the log.
+`docs/events.asyncapi.yaml` documents the same catalog; `tests/unit/test_event_catalog.py`
+keeps the two in step. An event class missing here still publishes under a name derived from
+its class, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from sora2.application.event_log import event_id
+from sora2.domain.credits.ledger import CreditLedger
+from sora2.domain.orders.order import Order
+from sora2.domain.users.claim import Claim
+from sora2.domain.users.session import Session
+from sora2.domain.users.user import User
+from sora2.domain.videos.video import Video
+
+SECRET_FIELDS = frozenset({"password_hash", "token_hash", "token_id"})
+# eventsourcing's own attributes: the envelope carries the useful ones under public names
+ENVELOPE_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic"}
+)
+
+AGGREGATES: dict[type[Aggregate], tuple[str, tuple[type, ...]]] = {
+    User: (
+        "user",
+        (
+            User.Registered,
+            User.EmailChanged,
+            User.UsernameChanged,
+            User.AvatarChanged,
+            User.PasswordChanged,
+            User.PasswordResetRequested,
+            User.PasswordReset,
+        ),
+    ),
+    CreditLedger: (
+        "credits",
+        (
+            CreditLedger.Opened,
+            CreditLedger.Rewarded,
+            CreditLedger.Recharged,
+            CreditLedger.Reserved,
+            CreditLedger.Refunded,
+            CreditLedger.Settled,
+        ),
+    ),
+    Order: ("order", (Order.Created, Order.Paid, Order.Failed, Order.Cancelled)),
+    Video: (
+        "video",
+        (
+            Video.Requested,
+            Video.Started,
+            Video.ProgressReported,
+            Video.Completed,
+            Video.Failed,
+            Video.Cancelled,
+            Video.Shared,
+            Video.ShareRevoked,
+            Video.Deleted,
+        ),
+    ),
+    Session: ("session", (Session.Started, Session.Rotated, Session.Ended)),
+    Claim: ("claim", (Claim.Made, Claim.Released, Claim.Renewed)),
+}
+
+# Public names that are not simply the class name in snake_case.
+RENAMED: dict[type, str] = {
+    CreditLedger.Reserved: "consumed",  # the ledger's CONSUME entry, as the spec names it
+}
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """One kind of event as consumers see it: `credits.consumed` on `<prefix>.credits.consumed`."""
+
+    aggregate: str
+    event: str
+
+    @property
+    def type(self) -> str:
+        return f"{self.aggregate}.{self.event}"
+
+    def subject(self, prefix: str) -> str:
+        return f"{prefix}.{self.type}"
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def camel_case(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+CATALOG: dict[type, EventKind] = {
+    event_class: EventKind(aggregate, RENAMED.get(event_class, snake_case(event_class.__name__)))
+    for aggregate, classes in AGGREGATES.values()
+    for event_class in classes
+}
+
+_AGGREGATE_BY_QUALNAME = {(a.__module__, a.__qualname__): n for a, (n, _) in AGGREGATES.items()}
+
+
+def subjects(prefix: str) -> list[str]:
+    """Every cataloged subject, in catalog order (what the AsyncAPI document lists)."""
+    return [kind.subject(prefix) for kind in CATALOG.values()]
+
+
+def kind_of(event_class: type) -> EventKind:
+    """The catalog's entry, or one derived from the class name (`Outer.Inner` → `outer.inner`)."""
+    known = CATALOG.get(event_class)
+    if known is not None:
+        return known
+    parts = [p for p in event_class.__qualname__.split(".") if not p.startswith("<")]
+    outer = ".".join(parts[:-1])
+    aggregate = _AGGREGATE_BY_QUALNAME.get((event_class.__module__, outer))
+    if aggregate is None:
+        aggregate = _token(parts[-2]) if len(parts) > 1 else "event"
+    return EventKind(aggregate, _token(parts[-1]))
+
+
+def public_fields(event_class: type) -> dict[str, Any]:
+    """The event's own fields that may be published, with their types (snake_case names)."""
+    hints = typing.get_type_hints(event_class)
+    return {
+        f.name: hints.get(f.name, Any)
+        for f in dataclasses.fields(event_class)
+        if f.name not in ENVELOPE_FIELDS and f.name not in SECRET_FIELDS
+    }
+
+
+def public_message(domain_event: Any) -> tuple[EventKind, dict[str, Any]]:
+    """The event's kind and its JSON-able payload: the envelope plus its public fields."""
+    kind = kind_of(type(domain_event))
+    if dataclasses.is_dataclass(domain_event):
+        names = [f.name for f in dataclasses.fields(domain_event)]
+    else:  # not an eventsourcing event class: publish what it holds
+        names = list(vars(domain_event))
+    data = {
+        camel_case(name): plain(getattr(domain_event, name))
+        for name in names
+        if name not in ENVELOPE_FIELDS and name not in SECRET_FIELDS and not name.startswith("_")
+    }
+    payload = {
+        "eventId": str(event_id(domain_event)),
+        "type": kind.type,
+        "aggregateId": str(domain_event.originator_id),
+        "version": domain_event.originator_version,
+        "timestamp": iso_utc(domain_event.timestamp),
+        "data": data,
+    }
+    return kind, payload
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`; a naive time is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def plain(value: Any) -> Any:
+    """A JSON value: ids and money as strings, times as ISO 8601 UTC."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return plain(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+def _token(name: str) -> str:
+    """A safe NATS subject token: no dots, spaces or wildcards."""
+    return re.sub(r"[^a-z0-9_-]", "_", snake_case(name)) or "event"
