@@ -174,6 +174,8 @@ def test_register_grants_the_signup_bonus_once(api: Api) -> None:
         ({"email": "alice@example.com", "password": PASSWORD, "username": "al ice"}, "username"),
         ({"email": "alice@example.com", "password": PASSWORD, "username": "alice!"}, "username"),
         ({"email": "alice@example.com", "password": PASSWORD, "username": "a" * 33}, "username"),
+        ({"email": "alice@example.com", "password": PASSWORD, "username": "alice\n"}, "username"),
+        ({"email": "alice@example.com", "password": "x" * 129, "username": "alice"}, "password"),
     ],
 )
 def test_register_refuses_invalid_input_with_400(
@@ -406,6 +408,25 @@ def test_forgot_password_answers_the_same_for_known_and_unknown_emails(api: Api)
     assert mail["to"] == "alice@example.com"
     link = re.search(r"https?://\S+", mail["body"]).group(0)
     assert link.startswith("http://localhost:3000/reset-password?token=")
+
+
+class BrokenMailer:
+    def send(self, to: str, subject: str, body: str) -> None:
+        raise ConnectionRefusedError("the SMTP server is down")
+
+
+@pytest.fixture
+def mail_down_api(tmp_path: Path) -> Iterator[Api]:
+    yield from start_api(sqlite_settings(tmp_path), mailer=BrokenMailer())
+
+
+def test_forgot_password_answers_the_same_when_mail_cannot_be_sent(mail_down_api: Api) -> None:
+    mail_down_api.register("alice")
+    with mail_down_api.client() as c:
+        known = c.post("/api/auth/forgot-password", json={"email": "alice@example.com"})
+        unknown = c.post("/api/auth/forgot-password", json={"email": "nobody@example.com"})
+    assert (known.status_code, known.json()) == (unknown.status_code, unknown.json())
+    assert known.json() == FORGOT_ANSWER
 
 
 def test_forgot_password_without_an_email_is_400(sqlite_api: Api) -> None:

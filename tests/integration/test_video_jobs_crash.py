@@ -17,16 +17,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
 
-from tests.support.backends import base_env
+from tests.conftest import start_api
+from tests.support.backends import base_env, sqlite_settings
+from tests.support.generators import ScriptedGenerator
 from tests.support.server import free_port
 from tests.support.videos import (
     assert_ledger_consistent,
     balance,
     entry_types,
+    generate,
     mp4_info,
     transactions,
     wait_for_status,
@@ -186,3 +190,41 @@ def rendering_or_over(status: dict[str, object]) -> bool:
     if status["status"] == "PROCESSING":
         return int(status["progress"]) > 0  # type: ignore[call-overload]
     return status["status"] != "PENDING"
+
+
+def test_a_second_process_resuming_a_job_the_first_still_renders_keeps_the_files(
+    tmp_path: Path,
+) -> None:
+    """A rolling restart: a new process starts (and resumes every unfinished video) while
+    the old one is still rendering. Both renderers finish; whichever loses must not delete
+    the files the winner stored under the same keys."""
+    settings = sqlite_settings(tmp_path)
+    old_renderer, new_renderer = ScriptedGenerator(), ScriptedGenerator()
+    new_renderer.release.set()  # the new process renders straight through
+    old = start_api(settings, generator=old_renderer)
+    old_api = next(old)
+    try:
+        _, token = old_api.register("alice")
+        with old_api.client(token) as client:
+            video = generate(client, "HOLD in the old process")
+            wait_for_status(client, video["id"], lambda s: s["progress"] > 0)
+            new = start_api(settings, generator=new_renderer)
+            new_api = next(new)
+            try:
+                new_renderer.wait_started()  # the new process resumed it
+                assert wait_for_status(client, video["id"])["status"] == "COMPLETED"
+                old_renderer.release.set()  # the old process finishes too, late
+                old_api.sora2.jobs.wait(UUID(video["id"]), timeout=10)
+
+                for api in (old_api, new_api):
+                    with api.client(token) as c:
+                        download = c.get(f"/api/videos/{video['id']}/download")
+                        assert download.status_code == 200, download.text
+                        assert c.get(f"/api/videos/{video['id']}/thumbnail").status_code == 200
+                assert entry_types(client) == [("REWARD", 10), ("CONSUME", -5)]
+            finally:
+                for _ in new:
+                    pass
+    finally:
+        for _ in old:
+            pass

@@ -8,6 +8,7 @@ session started before it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +26,8 @@ from sora2.domain.users.claim import Claim
 from sora2.domain.users.rules import check_password, check_username, normalize_email
 from sora2.domain.users.session import Session
 from sora2.domain.users.user import User
+
+log = logging.getLogger("sora2.accounts")
 
 RESET_TOKEN_TTL = timedelta(minutes=30)
 AVATAR_MAX_BYTES = 5 * 1024 * 1024
@@ -160,13 +163,16 @@ class Accounts:
 
         retry_on_conflict(decide)
         link = f"{self.reset_link_base}?token={user.id.hex}.{secret}"
-        self.mailer.send(
-            user.email,
-            "Reset your Sora2 password",
-            f"Someone asked to reset the password of your Sora2 account.\n\n"
-            f"Open this link within 30 minutes to choose a new one:\n{link}\n\n"
-            f"If it was not you, ignore this message.",
-        )
+        try:
+            self.mailer.send(
+                user.email,
+                "Reset your Sora2 password",
+                f"Someone asked to reset the password of your Sora2 account.\n\n"
+                f"Open this link within 30 minutes to choose a new one:\n{link}\n\n"
+                f"If it was not you, ignore this message.",
+            )
+        except Exception:  # an error answer would tell that the account exists
+            log.exception("could not mail a password-reset link")
 
     def reset_password(self, token: str, password: str) -> None:
         check_password(password)

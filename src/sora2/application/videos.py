@@ -210,8 +210,12 @@ class Videos:
         """Store the files, then COMPLETED and the reservation settled, atomically.
 
         If the video was cancelled meanwhile, the files are removed and False returned.
+        If another process (one that resumed the same job) completed it first, its files
+        (under the same keys) are left alone.
         """
         video = self.log.load(Video, video_id, "video")
+        if video.status != "PROCESSING":  # cancelled, or completed elsewhere: store nothing
+            return False
         video_key = f"videos/{video.user_id}/{video_id}.mp4"
         thumbnail_key = f"thumbnails/{video.user_id}/{video_id}.jpg"
         self.storage.put_file(video_key, Path(files.video_path), "video/mp4")
@@ -230,6 +234,9 @@ class Videos:
 
         if retry_on_conflict(decide):
             return True
+        current = self.log.load(Video, video_id, "video")
+        if current.status == "COMPLETED" and not current.deleted and current.video_key == video_key:
+            return False  # the winner's files, same keys: keep them
         self.storage.delete(video_key)
         self.storage.delete(thumbnail_key)
         return False

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from litestar import Litestar, MediaType, Request, get
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
@@ -21,6 +25,7 @@ from sora2.adapters.http.controllers.users import UsersController
 from sora2.adapters.http.controllers.videos import VideosController
 from sora2.adapters.http.errors import error_response
 from sora2.adapters.http.rate_limit import RateLimitMiddleware
+from sora2.adapters.nats.relay import relay_from_settings
 from sora2.bootstrap import Sora2
 
 DESCRIPTION = (
@@ -29,6 +34,22 @@ DESCRIPTION = (
     "`{error, message, statusCode}`. Authenticate with `Authorization: Bearer <accessToken>`; "
     "the refresh token travels in the HttpOnly `refreshToken` cookie."
 )
+
+
+@asynccontextmanager
+async def background_work(sora2: Sora2) -> AsyncIterator[None]:
+    """While the app serves: resume unfinished video jobs; relay events to NATS if configured."""
+    await anyio.to_thread.run_sync(sora2.start_jobs)
+    relay = relay_from_settings(sora2, subject_prefix=sora2.settings.nats_subject_prefix)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run_forever(stop)) if relay else None
+    try:
+        yield
+    finally:
+        stop.set()
+        if task is not None and relay is not None:
+            await task
+            await relay.close()
 
 
 @get("/api-docs.json", include_in_schema=False, media_type=MediaType.JSON)
@@ -56,7 +77,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
             "user": Provide(current_user, sync_to_thread=True),
         },
         exception_handlers={Exception: error_response},
-        on_startup=[lambda: sora2.start_jobs()],
+        lifespan=[lambda app: background_work(sora2)],
         cors_config=CORSConfig(
             allow_origins=[settings.frontend_url],
             allow_credentials=True,
