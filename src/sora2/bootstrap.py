@@ -203,4 +203,4 @@ def _generator(settings: Settings) -> VideoGenerator:
         )
     from sora2.adapters.rendering.local import LocalRenderer
 
-    return LocalRenderer()
+    return LocalRenderer(font_path=settings.render_font_path)

@@ -62,6 +62,7 @@ class Settings:
     video_provider_url: str | None = None
     video_provider_api_key: str | None = field(default=None, repr=False)
     video_provider_model: str = "sora-2"
+    render_font_path: Path | None = None
 
     @property
     def production(self) -> bool:
@@ -121,6 +122,7 @@ class Settings:
             video_provider_url=get("VIDEO_PROVIDER_URL"),
             video_provider_api_key=get("VIDEO_PROVIDER_API_KEY"),
             video_provider_model=get("VIDEO_PROVIDER_MODEL", "sora-2"),
+            render_font_path=Path(p) if (p := get("RENDER_FONT_PATH")) else None,
         )
         return settings.with_secrets()
 
