@@ -58,6 +58,7 @@ class Sora2:
     rate_limits: Any
     videos: Videos
     jobs: VideoJobs
+    idempotency: Any
     extras: dict[str, Any] = field(default_factory=dict)
 
     def ready(self) -> None:
@@ -139,6 +140,7 @@ def bootstrap(
         rate_limits=_rate_limits(settings),
         videos=videos,
         jobs=jobs,
+        idempotency=_idempotency(views, store_env),
     )
 
 
@@ -204,3 +206,13 @@ def _generator(settings: Settings) -> VideoGenerator:
     from sora2.adapters.rendering.local import LocalRenderer
 
     return LocalRenderer(font_path=settings.render_font_path)
+
+
+def _idempotency(views: ReadModelView, env: dict[str, str]) -> Any:
+    """Idempotency keys live beside the read models, in the event log's database."""
+    from sora2.adapters.idempotency.sql import SqlIdempotencyStore
+
+    schema = None
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        schema = env.get("POSTGRES_SCHEMA") or "public"
+    return SqlIdempotencyStore(views.datastore, schema)  # type: ignore[attr-defined]

@@ -192,7 +192,11 @@ def test_register_accepts_the_username_edges(sqlite_api: Api) -> None:
         with sqlite_api.client() as c:
             r = c.post(
                 "/api/auth/register",
-                json={"email": f"{username}@example.com", "password": "12345678", "username": username},
+                json={
+                    "email": f"{username}@example.com",
+                    "password": "12345678",
+                    "username": username,
+                },
             )
         assert r.status_code == 201, (username, r.text)
 
@@ -568,7 +572,9 @@ def test_an_expired_access_token_is_401(api: Api) -> None:
     expired = tokens.access_token(user_id, session_id, claims["epoch"], now=past)
     fresh = tokens.access_token(user_id, session_id, claims["epoch"], now=datetime.now(UTC))
     with api.client(expired) as c:
-        assert_error(c.get("/api/users/profile"), 401, "Unauthorized", "the access token has expired")
+        assert_error(
+            c.get("/api/users/profile"), 401, "Unauthorized", "the access token has expired"
+        )
     with api.client(fresh) as c:  # the same claims, in time, pass
         assert c.get("/api/users/profile").status_code == 200
 

@@ -35,7 +35,10 @@ def settings(tmp_path: Path, **env: str) -> Settings:
             {"JWT_SECRET": STRONG, "JWT_REFRESH_SECRET": "your-refresh-secret-key"},
             ["JWT_REFRESH_SECRET"],
         ),
-        ({"JWT_SECRET": "short-but-random-8x", "JWT_REFRESH_SECRET": STRONG_REFRESH}, ["JWT_SECRET"]),
+        (
+            {"JWT_SECRET": "short-but-random-8x", "JWT_REFRESH_SECRET": STRONG_REFRESH},
+            ["JWT_SECRET"],
+        ),
         ({"JWT_SECRET": STRONG, "JWT_REFRESH_SECRET": STRONG}, ["JWT_REFRESH_SECRET"]),
         ({"JWT_SECRET": "   ", "JWT_REFRESH_SECRET": STRONG_REFRESH}, ["JWT_SECRET"]),
     ],
@@ -53,7 +56,9 @@ def test_production_refuses_missing_or_weak_secrets(
 
 
 def test_production_starts_with_strong_distinct_secrets(tmp_path: Path) -> None:
-    s = settings(tmp_path, NODE_ENV="production", JWT_SECRET=STRONG, JWT_REFRESH_SECRET=STRONG_REFRESH)
+    s = settings(
+        tmp_path, NODE_ENV="production", JWT_SECRET=STRONG, JWT_REFRESH_SECRET=STRONG_REFRESH
+    )
     assert (s.production, s.jwt_secret, s.jwt_refresh_secret) == (True, STRONG, STRONG_REFRESH)
 
 
@@ -84,7 +89,9 @@ def test_development_without_secrets_generates_and_keeps_them(
 
 
 def test_development_replaces_weak_secrets_too(tmp_path: Path) -> None:
-    s = settings(tmp_path, JWT_SECRET="your-secret-key", JWT_REFRESH_SECRET="your-refresh-secret-key")
+    s = settings(
+        tmp_path, JWT_SECRET="your-secret-key", JWT_REFRESH_SECRET="your-refresh-secret-key"
+    )
     assert s.jwt_secret not in ("your-secret-key", "your-refresh-secret-key")
     assert len(s.jwt_secret) >= 32
 

@@ -71,6 +71,24 @@ def test_balance_starts_at_the_signup_bonus(api: Api) -> None:
         assert c.get("/api/credits/balance").json() == {"balance": 10}
 
 
+@pytest.mark.parametrize(("bonus", "entries"), [("0", []), ("25", [("REWARD", 25, 25)])])
+def test_the_signup_bonus_follows_its_setting(
+    tmp_path: Path, bonus: str, entries: list[tuple[str, int, int]]
+) -> None:
+    gen = start_api(sqlite_settings(tmp_path, SIGNUP_BONUS_CREDITS=bonus))
+    api = next(gen)
+    try:
+        _, token = api.register("alice")
+        with api.client(token) as c:
+            assert balance(c) == int(bonus)
+            items = history(c)["items"]
+            assert [(e["type"], e["amount"], e["balance"]) for e in items] == entries
+            recharge(c, 5)
+            assert balance(c) == int(bonus) + 5
+    finally:
+        gen.close()
+
+
 def test_recharge_places_a_paid_order_and_credits_it(api: Api) -> None:
     alice, token = api.register("alice")
     with api.client(token) as c:
@@ -81,9 +99,7 @@ def test_recharge_places_a_paid_order_and_credits_it(api: Api) -> None:
         assert UUID(order["id"])
         assert (order["userId"], order["credits"], order["amount"]) == (alice["id"], 50, 5.0)
         assert (order["status"], order["paymentMethod"]) == ("PAID", "STRIPE")
-        assert datetime.fromisoformat(order["paidAt"]) >= datetime.fromisoformat(
-            order["createdAt"]
-        )
+        assert datetime.fromisoformat(order["paidAt"]) >= datetime.fromisoformat(order["createdAt"])
         assert balance(c) == 60
         page = history(c, type="RECHARGE")
         assert page["total"] == 1

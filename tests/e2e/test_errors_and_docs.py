@@ -21,7 +21,13 @@ ROUTES: dict[tuple[str, str], tuple[str | None, str, str, set[int], bool]] = {
     ("post", "/api/auth/login"): ("LoginRequest", "200", "AuthResponse", {400, 401}, False),
     ("post", "/api/auth/logout"): (None, "200", "Message", {401}, True),
     ("post", "/api/auth/refresh-token"): (None, "200", "AccessTokenResponse", {401}, False),
-    ("post", "/api/auth/forgot-password"): ("ForgotPasswordRequest", "200", "Message", {400}, False),
+    ("post", "/api/auth/forgot-password"): (
+        "ForgotPasswordRequest",
+        "200",
+        "Message",
+        {400},
+        False,
+    ),
     ("post", "/api/auth/reset-password"): (
         "ResetPasswordRequest",
         "200",
@@ -78,7 +84,9 @@ def ref(name: str) -> dict[str, str]:
 
 def test_an_unknown_route_is_404_in_the_error_shape(api: Api) -> None:
     with api.client() as c:
-        assert_error(c.get("/api/nothing-here"), 404, "Not Found", "no route for GET /api/nothing-here")
+        assert_error(
+            c.get("/api/nothing-here"), 404, "Not Found", "no route for GET /api/nothing-here"
+        )
         assert_error(c.post("/api/auth/unknown", json={}), 404, "Not Found")
         assert_error(c.get("/nothing"), 404, "Not Found")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import uvicorn
 
 from sora2.adapters.rate_limit.redis import RedisRateLimitStore
 from tests.conftest import Api, start_api
@@ -42,13 +41,6 @@ def register(c: httpx.Client, name: str, **headers: str) -> httpx.Response:
 
 def limited(folder: Path, **env: str) -> Iterator[Api]:
     return start_api(sqlite_settings(folder, RATE_LIMIT_ENABLED="true", **env))
-
-
-@pytest.fixture(autouse=True)
-def serve_like_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`sora2 serve` turns uvicorn's proxy headers off, so only TRUSTED_PROXIES decides whom
-    X-Forwarded-For is believed from; uvicorn's default would trust it from 127.0.0.1."""
-    monkeypatch.setattr(uvicorn, "Config", functools.partial(uvicorn.Config, proxy_headers=False))
 
 
 @pytest.fixture
@@ -105,7 +97,9 @@ def test_the_fourth_registration_from_one_ip_within_the_hour_is_429(limited_api:
         assert login.status_code == 401
         # login has its own budget
         assert login.headers["x-ratelimit-limit"] == "100"
-        ok = c.post("/api/auth/login", json={"email": "user0@example.com", "password": "password123"})
+        ok = c.post(
+            "/api/auth/login", json={"email": "user0@example.com", "password": "password123"}
+        )
         assert ok.status_code == 200 and ok.headers["x-ratelimit-remaining"] == "98"
 
 
@@ -171,17 +165,33 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
+class LoopAwareRedisStore(RedisRateLimitStore):
+    """Remembers the server loop it ran on, so the test can close it there."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def hit(self, key: str, window_seconds: int) -> tuple[int, float]:
+        self.loop = asyncio.get_running_loop()
+        return await super().hit(key, window_seconds)
+
+    def close_on_its_loop(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self.close(), self.loop).result(timeout=5)
+
+
 @pytest.fixture
 def two_instances(tmp_path: Path, redis_prefix: str) -> Iterator[tuple[Api, Api]]:
     """Two API processes' worth of app, each with its own Redis store on one prefix."""
     first = limited(tmp_path / "a")
     second = limited(tmp_path / "b")
     a, b = next(first), next(second)
+    stores = [LoopAwareRedisStore(REDIS_HOST, REDIS_PORT, prefix=redis_prefix) for _ in "ab"]
     try:
-        for api in (a, b):
-            api.sora2.rate_limits = RedisRateLimitStore(REDIS_HOST, REDIS_PORT, prefix=redis_prefix)
+        a.sora2.rate_limits, b.sora2.rate_limits = stores
         yield a, b
     finally:
+        for store in stores:
+            store.close_on_its_loop()
         first.close()
         second.close()
 

@@ -122,6 +122,8 @@ def test_on_s3_a_video_renders_uploads_and_downloads_through_a_signed_url(
         with s3_api.client() as anonymous:
             _, shared = follow_redirect(anonymous, share["shareUrl"])
             assert shared.content == mp4
+            _, shared_thumbnail = follow_redirect(anonymous, f"{share['shareUrl']}/thumbnail")
+            assert shared_thumbnail.content == thumbnail.content
 
         # the signed URL really is the only key: without its signature S3 refuses
         with httpx.Client(trust_env=False) as bare:

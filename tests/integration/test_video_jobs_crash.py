@@ -184,6 +184,19 @@ def test_a_job_killed_mid_render_completes_after_restart_and_the_ledger_balances
             time.sleep(1.0)
             assert client.get(f"/api/videos/{video['id']}").json() == done
             assert entry_types(client) == [("REWARD", 10), ("RECHARGE", 10), ("CONSUME", -20)]
+        server.stop()
+
+        # the auditors' replay of the event log agrees with every projection and invariant
+        audit = subprocess.run(
+            [str(SORA2), "ledger", "verify"],
+            env=server.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert audit.stdout.startswith("OK"), audit.stdout
 
 
 def rendering_or_over(status: dict[str, object]) -> bool:

@@ -23,7 +23,14 @@ def free_port() -> int:
 def serving(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve `app` in a thread; yield its base URL; stop it afterwards."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        proxy_headers=False,  # as `sora2 serve`: only TRUSTED_PROXIES decides
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -24,6 +24,7 @@ from sora2.adapters.http.controllers.public import PublicController
 from sora2.adapters.http.controllers.users import UsersController
 from sora2.adapters.http.controllers.videos import VideosController
 from sora2.adapters.http.errors import error_response
+from sora2.adapters.http.idempotency import IdempotencyMiddleware
 from sora2.adapters.http.rate_limit import RateLimitMiddleware
 from sora2.adapters.nats.relay import relay_from_settings
 from sora2.bootstrap import Sora2
@@ -91,7 +92,10 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
                 "Content-Disposition",
             ],
         ),
-        middleware=[RateLimitMiddleware(sora2)] if settings.rate_limit_enabled else [],
+        middleware=[
+            *([RateLimitMiddleware(sora2)] if settings.rate_limit_enabled else []),
+            IdempotencyMiddleware(sora2),
+        ],
         openapi_config=OpenAPIConfig(
             title="Sora2 API",
             version="1.0.0",

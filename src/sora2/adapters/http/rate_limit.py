@@ -96,7 +96,7 @@ class RateLimitMiddleware:
                 return
             store: RateLimitStore = sora2.rate_limits
             keys = [f"{rule.name}:ip:{client_ip(scope, sora2.settings.trusted_proxies)}"]
-            if (user := _user_of(scope, sora2)) is not None:
+            if (user := user_of(scope, sora2)) is not None:
                 keys.append(f"{rule.name}:user:{user}")
             counts = [await store.hit(key, rule.window_seconds) for key in keys]
             count, reset = max(counts, key=lambda c: c[0])
@@ -119,7 +119,8 @@ class RateLimitMiddleware:
         return middleware
 
 
-def _user_of(scope: Scope, sora2: Any) -> str | None:
+def user_of(scope: Scope, sora2: Any) -> str | None:
+    """The user id in a valid Bearer token, or None."""
     header = next((v.decode() for k, v in scope.get("headers", []) if k == b"authorization"), "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

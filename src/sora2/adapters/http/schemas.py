@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
+from litestar.params import HeaderParameter
 from msgspec import Meta
 
 from sora2.domain.orders.order import MAX_CREDITS_PER_ORDER
@@ -211,3 +212,14 @@ class Share(Body):
 
 class Health(Body):
     status: str
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="Retry-safe key (1-255 visible ASCII characters, per user, kept 24 h): the "
+        "same key replays the first answer; the same key with another body answers 409.",
+    ),
+]

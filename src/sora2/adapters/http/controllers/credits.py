@@ -11,6 +11,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 
@@ -66,6 +67,7 @@ class CreditsController(Controller):
         data: JSONBody[schemas.OrderRequest],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:
         outcome = sora2.credits.recharge(user.id, data.credits, data.payment_method)
         return presenters.payment(outcome)

@@ -13,6 +13,7 @@ from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 
@@ -34,6 +35,7 @@ class OrdersController(Controller):
         data: JSONBody[schemas.OrderRequest],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        idempotency_key: IdempotencyKey = None,
     ) -> schemas.Order:
         return presenters.order(sora2.orders.create(user.id, data.credits, data.payment_method))
 
@@ -85,5 +87,6 @@ class OrdersController(Controller):
         order_id: FromPath[UUID],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:
         return presenters.payment(sora2.orders.pay(user.id, order_id))
