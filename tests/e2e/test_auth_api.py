@@ -386,7 +386,11 @@ def test_logout_with_only_the_bearer_ends_that_session(api: Api) -> None:
     access, refresh = sign_in(api, "alice@example.com")
     with api.client(access) as c:
         assert c.post("/api/auth/logout").status_code == 200
+        assert_error(c.get("/api/users/profile"), 401, "Unauthorized")  # access ends too
     assert_error(post_refresh(api, refresh), 401, "Unauthorized")
+    other, _ = sign_in(api, "alice@example.com")
+    with api.client(other) as c:  # other sessions go on
+        assert c.get("/api/users/profile").status_code == 200
 
 
 def test_logout_without_a_token_is_401(api: Api) -> None:

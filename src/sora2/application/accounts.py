@@ -134,13 +134,17 @@ class Accounts:
 
         retry_on_conflict(decide)
 
-    def authenticate(self, user_id: UUID, epoch: int) -> UserRow:
-        """The user behind an access token, unless the account's sessions were revoked."""
+    def authenticate(self, user_id: UUID, session_id: UUID, epoch: int) -> UserRow:
+        """The user behind an access token, unless its session ended (logout, token reuse)
+        or the account's sessions were revoked (password change or reset)."""
         user = self.views.user(user_id)
         if user is None:
             raise NotAuthenticated("the account no longer exists")
         if epoch != user.session_epoch:
             raise NotAuthenticated("this session was revoked; sign in again")
+        session = self.log.find(Session, session_id)
+        if session is None or session.ended or session.user_id != user_id:
+            raise NotAuthenticated("this session has ended; sign in again")
         return user
 
     # --- passwords -----------------------------------------------------------------------

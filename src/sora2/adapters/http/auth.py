@@ -22,4 +22,4 @@ def bearer_token(request: Request) -> str:
 
 def current_user(request: Request, sora2: NamedDependency[Sora2]) -> UserRow:
     claims = sora2.tokens.read_access(bearer_token(request))
-    return sora2.accounts.authenticate(claims.user_id, claims.epoch)
+    return sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)

@@ -73,7 +73,7 @@ class AuthController(Controller):
         refresh_token: Annotated[str | None, CookieParameter(name=REFRESH_COOKIE)] = None,
     ) -> Response[schemas.Message]:
         claims = sora2.tokens.read_access(bearer_token(request))
-        sora2.accounts.authenticate(claims.user_id, claims.epoch)
+        sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)
         sora2.accounts.logout(claims.session_id)
         if refresh_token:
             try:
