@@ -123,7 +123,12 @@ def bootstrap(
         settings.video_credits_per_second,
         share_secret=hashlib.sha256(b"share:" + settings.jwt_secret.encode()).digest(),
     )
-    jobs = VideoJobs(videos, generator or _generator(settings), settings.job_concurrency)
+    jobs = VideoJobs(
+        videos,
+        generator or _generator(settings),
+        settings.job_concurrency,
+        workdir=settings.var_dir / "renders",
+    )
     return Sora2(
         settings=settings,
         clock=clock,

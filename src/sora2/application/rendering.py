@@ -65,7 +65,11 @@ class VideoJobs:
                 flag.set()
 
     def resume(self) -> int:
-        """Queue every unfinished video again; how many."""
+        """Queue every unfinished video again; how many. Working folders a crash left
+        behind are removed first: their renders start over."""
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir.mkdir(parents=True, exist_ok=True)
         unfinished = self.videos.views.unfinished_videos()
         for video_id in unfinished:
             self.submit(video_id)
@@ -107,6 +111,8 @@ class VideoJobs:
         if video is None or flag.is_set():
             return
         request = GenerationRequest(video.id, video.prompt, video.duration, video.aspect_ratio)
+        if self.workdir is not None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"sora2-{video_id}-", dir=self.workdir))
         try:
             files = self.generator.generate(

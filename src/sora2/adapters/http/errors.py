@@ -57,7 +57,8 @@ def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
     else:  # the trace goes to the log only
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         status, message = 500, "Something went wrong on our side."
-    if status >= 500 and isinstance(exc, HTTPException):
+    if status >= 500 and isinstance(exc, HTTPException):  # the framework's own failure
+        log.error("%s on %s %s: %r", status, request.method, request.url.path, exc, exc_info=exc)
         message = "Something went wrong on our side."
     return Response(error_body(status, message), status_code=status, headers=headers)
 

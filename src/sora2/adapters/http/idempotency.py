@@ -16,7 +16,7 @@ from sora2.adapters.http.rate_limit import user_of
 
 Scope = dict[str, Any]
 PAYING = re.compile(
-    r"^/api/(videos/generate|videos/[0-9a-fA-F-]{36}/regenerate|orders/create"
+    r"^/api/(videos/generate|videos/generate-stream|videos/[0-9a-fA-F-]{36}/regenerate|orders/create"
     r"|orders/[0-9a-fA-F-]{36}/pay|credits/recharge)$"
 )
 VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

@@ -197,7 +197,9 @@ class VideoPage(Body):
     total_pages: int
 
 
-class VideoStatus(Body):
+class VideoStatus(Body, omit_defaults=False):
+    """Always carries `estimatedTimeRemaining` (null while unknown), as the API promises."""
+
     id: str
     status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
     progress: int

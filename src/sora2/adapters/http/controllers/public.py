@@ -20,7 +20,7 @@ class PublicController(Controller):
     @get(
         "/share/{token:str}",
         sync_to_thread=True,
-        responses=documented(404, 429),
+        responses=documented(400, 404, 429),
         media_type="video/mp4",
         summary="Play a shared video (no sign-in; Range supported)",
     )
@@ -39,7 +39,7 @@ class PublicController(Controller):
     @get(
         "/share/{token:str}/thumbnail",
         sync_to_thread=True,
-        responses=documented(404, 429),
+        responses=documented(400, 404, 429),
         media_type="image/jpeg",
         summary="The thumbnail of a shared video",
     )
@@ -54,7 +54,7 @@ class PublicController(Controller):
     @get(
         "/files/avatars/{name:path}",
         sync_to_thread=True,
-        responses=documented(404, 429),
+        responses=documented(400, 404, 429),
         summary="A user's avatar image",
     )
     def avatar(

@@ -19,6 +19,7 @@ from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.adapters.http.streaming import serve_blob
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
@@ -48,6 +49,7 @@ class VideosController(Controller):
         data: JSONBody[schemas.GenerateRequest],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
         row = sora2.videos.request(user.id, data.prompt, data.duration, data.aspect_ratio)
         return presenters.video(row, sora2.settings.public_url)
@@ -65,6 +67,7 @@ class VideosController(Controller):
         data: JSONBody[schemas.GenerateRequest],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        idempotency_key: IdempotencyKey = None,
     ) -> ServerSentEvent:
         row = await anyio.to_thread.run_sync(
             sora2.videos.request, user.id, data.prompt, data.duration, data.aspect_ratio
@@ -94,7 +97,7 @@ class VideosController(Controller):
     @get(
         "/{video_id:uuid}",
         sync_to_thread=True,
-        responses=documented(401, 404, 429),
+        responses=documented(400, 401, 404, 429),
         summary="One of the user's videos",
     )
     def get_video(
@@ -108,7 +111,7 @@ class VideosController(Controller):
     @get(
         "/{video_id:uuid}/status",
         sync_to_thread=True,
-        responses=documented(401, 404, 429),
+        responses=documented(400, 401, 404, 429),
         summary="Status, progress (0-100) and estimated seconds remaining",
     )
     def status(
@@ -123,7 +126,7 @@ class VideosController(Controller):
         "/{video_id:uuid}",
         status_code=204,
         sync_to_thread=True,
-        responses=documented(401, 404, 429),
+        responses=documented(400, 401, 404, 429),
         summary="Delete the video and its files; a running job is cancelled (and refunded)",
     )
     def delete_video(
@@ -138,7 +141,7 @@ class VideosController(Controller):
         "/{video_id:uuid}/regenerate",
         status_code=201,
         sync_to_thread=True,
-        responses=documented(401, 402, 404, 429),
+        responses=documented(400, 401, 402, 404, 429),
         summary="A new video with the same prompt and settings (charged again)",
     )
     def regenerate(
@@ -146,6 +149,7 @@ class VideosController(Controller):
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
         row = sora2.videos.regenerate(user.id, video_id)
         return presenters.video(row, sora2.settings.public_url)
@@ -154,7 +158,7 @@ class VideosController(Controller):
         "/{video_id:uuid}/cancel",
         status_code=200,
         sync_to_thread=True,
-        responses=documented(401, 404, 409, 429),
+        responses=documented(400, 401, 404, 409, 429),
         summary="Cancel a PENDING or PROCESSING video; its credits are refunded",
     )
     def cancel(
@@ -168,7 +172,7 @@ class VideosController(Controller):
     @get(
         "/{video_id:uuid}/download",
         sync_to_thread=True,
-        responses=documented(401, 404, 409, 429),
+        responses=documented(400, 401, 404, 409, 429),
         media_type="video/mp4",
         summary="The MP4 (Range requests supported) or a redirect to a short-lived signed URL",
     )
@@ -186,7 +190,7 @@ class VideosController(Controller):
     @get(
         "/{video_id:uuid}/thumbnail",
         sync_to_thread=True,
-        responses=documented(401, 404, 409, 429),
+        responses=documented(400, 401, 404, 409, 429),
         media_type="image/jpeg",
         summary="The JPEG thumbnail of a completed video",
     )
@@ -205,7 +209,7 @@ class VideosController(Controller):
         "/{video_id:uuid}/share",
         status_code=200,
         sync_to_thread=True,
-        responses=documented(401, 404, 409, 429),
+        responses=documented(400, 401, 404, 409, 429),
         summary="A public link that plays the video without signing in, until revoked",
     )
     def share(
@@ -221,7 +225,7 @@ class VideosController(Controller):
         "/{video_id:uuid}/share",
         status_code=204,
         sync_to_thread=True,
-        responses=documented(401, 404, 429),
+        responses=documented(400, 401, 404, 429),
         summary="Revoke the public link",
     )
     def revoke_share(
