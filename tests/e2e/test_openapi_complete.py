@@ -42,7 +42,7 @@ def test_every_route_of_the_app_is_in_the_document(sqlite_api) -> None:
     served = {
         (_openapi_path(route.path), method.lower())
         for route in app.routes
-        if isinstance(route, HTTPRoute)
+        if isinstance(route, HTTPRoute) and not route.path.startswith("/api-docs")
         for handler in route.route_handlers
         if handler.include_in_schema
         for method in handler.http_methods
