@@ -24,13 +24,23 @@ def test_same_key_with_another_body_is_a_conflict(api) -> None:
     _, token = api.register("ivo")
     headers = {"Idempotency-Key": "k"}
     with api.client(token) as c:
-        assert c.post("/api/orders/create", json={"credits": 1, "paymentMethod": "STRIPE"},
-                      headers=headers).status_code == 201
-        r = c.post("/api/orders/create", json={"credits": 2, "paymentMethod": "STRIPE"},
-                   headers=headers)
+        assert (
+            c.post(
+                "/api/orders/create",
+                json={"credits": 1, "paymentMethod": "STRIPE"},
+                headers=headers,
+            ).status_code
+            == 201
+        )
+        r = c.post(
+            "/api/orders/create", json={"credits": 2, "paymentMethod": "STRIPE"}, headers=headers
+        )
     assert r.status_code == 409
-    assert r.json() == {"error": "Conflict", "statusCode": 409,
-                        "message": "this Idempotency-Key was used with a different request"}
+    assert r.json() == {
+        "error": "Conflict",
+        "statusCode": 409,
+        "message": "this Idempotency-Key was used with a different request",
+    }
 
 
 def test_a_retried_generate_charges_once(sqlite_api) -> None:
@@ -82,7 +92,10 @@ def test_concurrent_recharges_with_one_key_credit_once(api) -> None:
 def test_a_bad_key_is_refused(sqlite_api) -> None:
     _, token = sqlite_api.register("kim")
     with sqlite_api.client(token) as c:
-        r = c.post("/api/orders/create", json={"credits": 1, "paymentMethod": "STRIPE"},
-                   headers={"Idempotency-Key": "x" * 256})
+        r = c.post(
+            "/api/orders/create",
+            json={"credits": 1, "paymentMethod": "STRIPE"},
+            headers={"Idempotency-Key": "x" * 256},
+        )
     assert r.status_code == 400
     assert r.json()["statusCode"] == 400

@@ -44,21 +44,11 @@ class App:
         return user, self.api.client(token)
 
 
-def run_app(settings: Settings, generator: Any = None) -> Iterator[Api]:
-    adapters = {"generator": generator} if generator is not None else {}
-    gen = start_api(settings, **adapters)
-    try:
-        yield next(gen)
-    finally:
-        for _ in gen:
-            pass
-
-
 @pytest.fixture
 def app(backend_settings: Settings) -> Iterator[App]:
     """The API on SQLite and on PostgreSQL, rendering with a ScriptedGenerator."""
     generator = ScriptedGenerator()
-    for api in run_app(backend_settings, generator):
+    for api in start_api(backend_settings, generator=generator):
         yield App(api, generator)
 
 
@@ -66,7 +56,7 @@ def app(backend_settings: Settings) -> Iterator[App]:
 def one_worker_app(backend_settings: Settings) -> Iterator[App]:
     """As `app`, but one job renders at a time, so the next one waits PENDING."""
     generator = ScriptedGenerator()
-    for api in run_app(replace(backend_settings, job_concurrency=1), generator):
+    for api in start_api(replace(backend_settings, job_concurrency=1), generator=generator):
         yield App(api, generator)
 
 
@@ -105,7 +95,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rendered]:
     """Two videos rendered by the real LocalRenderer (16:9 and 1:1, 5 s each), shared by the
     read-only tests below so the module renders only twice."""
     settings = sqlite_settings(tmp_path_factory.mktemp("rendered"))
-    for api in run_app(settings):
+    for api in start_api(settings):
         _, token = api.register("renderer")
         with api.client(token) as client:
             requested = {

@@ -34,15 +34,6 @@ from tests.support.videos import (
 STREAM = "/api/videos/generate-stream"
 
 
-def serve(settings: Settings, **adapters: Any) -> Iterator[Api]:
-    gen = start_api(settings, **adapters)
-    try:
-        yield next(gen)
-    finally:
-        for _ in gen:
-            pass
-
-
 @pytest.fixture
 def generator() -> ScriptedGenerator:
     return ScriptedGenerator()
@@ -50,7 +41,7 @@ def generator() -> ScriptedGenerator:
 
 @pytest.fixture
 def scripted_api(backend_settings: Settings, generator: ScriptedGenerator) -> Iterator[Api]:
-    yield from serve(backend_settings, generator=generator)
+    yield from start_api(backend_settings, generator=generator)
 
 
 def follow(client: httpx.Client, body: dict[str, Any]) -> list[SseEvent]:
@@ -83,7 +74,7 @@ def assert_well_ordered(events: list[SseEvent]) -> list[dict[str, Any]]:
 def test_a_real_render_streams_ordered_progress_and_exactly_one_final_event(
     tmp_path: Any,
 ) -> None:
-    for api in serve(sqlite_settings(tmp_path)):
+    for api in start_api(sqlite_settings(tmp_path)):
         _, token = api.register("alice")
         with api.client(token) as client:
             events = follow(client, {"prompt": "a hot-air balloon over hills"})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import httpx
@@ -15,7 +14,6 @@ import pytest
 from sora2.adapters.rendering.provider import GENERIC_MESSAGE, POLICY_MESSAGE
 from sora2.adapters.storage.s3 import S3BlobStorage
 from sora2.application.ports import BlobNotFound
-from sora2.config import Settings
 from sora2.domain.videos.video import Video
 from tests.conftest import Api, start_api
 from tests.support.backends import sqlite_settings
@@ -32,15 +30,6 @@ from tests.support.videos import (
     recharge,
     wait_for_status,
 )
-
-
-def serve(settings: Settings, **adapters: Any) -> Iterator[Api]:
-    gen = start_api(settings, **adapters)
-    try:
-        yield next(gen)
-    finally:
-        for _ in gen:
-            pass
 
 
 def keys_of(api: Api, video_id: str) -> tuple[str, str]:
@@ -71,7 +60,7 @@ def s3_api(tmp_path: Path, s3_endpoint: str) -> Iterator[Api]:
         AWS_SECRET_ACCESS_KEY=SECRET_KEY,
         AWS_REGION="us-east-1",
     )
-    yield from serve(settings)
+    yield from start_api(settings)
 
 
 def follow_redirect(client: httpx.Client, url: str, **headers: str) -> tuple[str, httpx.Response]:
@@ -158,7 +147,7 @@ def provider_api(tmp_path: Path, provider: FakeVideoProvider) -> Iterator[Api]:
         VIDEO_PROVIDER_API_KEY=provider.api_key,
         VIDEO_JOB_CONCURRENCY="4",
     )
-    yield from serve(settings)
+    yield from start_api(settings)
 
 
 def test_the_configured_provider_generates_the_video(
@@ -228,7 +217,7 @@ def test_a_wrong_provider_key_fails_the_video_without_leaking_it(tmp_path: Path)
             VIDEO_PROVIDER_URL=f"{fake.base_url}/v1",
             VIDEO_PROVIDER_API_KEY="sk-not-the-right-key-000000",
         )
-        for api in serve(settings):
+        for api in start_api(settings):
             _, token = api.register("alice")
             with api.client(token) as client:
                 video = generate(client, "anything")
@@ -244,7 +233,7 @@ def test_cancelling_a_provider_video_stops_the_remote_job(tmp_path: Path) -> Non
         settings = sqlite_settings(
             tmp_path, VIDEO_PROVIDER_URL=fake.base_url, VIDEO_PROVIDER_API_KEY=fake.api_key
         )
-        for api in serve(settings):
+        for api in start_api(settings):
             _, token = api.register("alice")
             with api.client(token) as client:
                 video = generate(client, "a long epic")

@@ -39,7 +39,7 @@ class Follower:
 
     def catch_up(self) -> int:
         """Process every event recorded after our position; how many we applied."""
-        applied = 0
+        applied, refused_at = 0, None
         with self._lock:
             while True:
                 start = self.position + 1
@@ -54,6 +54,9 @@ class Follower:
                     try:
                         self.process_event(domain_event, tracking)
                     except IntegrityError:
+                        if refused_at == notification.id:  # not a rival: a real fault
+                            raise
+                        refused_at = notification.id
                         break  # another process got there first: re-read our position
                     applied += 1
 

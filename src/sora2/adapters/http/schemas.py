@@ -197,13 +197,13 @@ class VideoPage(Body):
     total_pages: int
 
 
-class VideoStatus(Body, omit_defaults=False):
-    """Always carries `estimatedTimeRemaining` (null while unknown), as the API promises."""
+class VideoStatus(Body):
+    """Always carries `estimatedTimeRemaining` (null while unknown); `error` once FAILED."""
 
     id: str
     status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
     progress: int
-    estimated_time_remaining: int | None = None
+    estimated_time_remaining: int | None  # no default: encoded even when null
     error: str | None = None
 
 
