@@ -15,19 +15,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.support.backends import sqlite_settings  # noqa: E402
+from tests.support.server import client, serving  # noqa: E402
+
 from sora2.adapters.http.app import create_app  # noqa: E402
 from sora2.bootstrap import bootstrap  # noqa: E402
 from sora2.domain.credits.ledger import CreditLedger  # noqa: E402
-from tests.support.backends import sqlite_settings  # noqa: E402
-from tests.support.server import client, serving  # noqa: E402
 
 
 def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="sora2-bench-"))
     sora2 = bootstrap(sqlite_settings(folder, SIGNUP_BONUS_CREDITS="100000"))
     with serving(create_app(sora2)) as base, client(base) as anonymous:
-        r = anonymous.post("/api/auth/register", json={
-            "email": "bench@example.com", "password": "password123", "username": "bench"})
+        r = anonymous.post(
+            "/api/auth/register",
+            json={"email": "bench@example.com", "password": "password123", "username": "bench"},
+        )
         token = r.json()["accessToken"]
         user_id = r.json()["user"]["id"]
         with client(base, token) as c:
@@ -45,8 +48,10 @@ def generate(c) -> None:  # noqa: ANN001
             time.sleep(0.05)
         timings.append(time.perf_counter() - started)
     best = min(timings)
-    print(f"generate→COMPLETED 5s 16:9 over HTTP: best {best:.2f} s of 3 "
-          f"(median {statistics.median(timings):.2f} s) = {5 / best:.2f}x real time")
+    print(
+        f"generate→COMPLETED 5s 16:9 over HTTP: best {best:.2f} s of 3 "
+        f"(median {statistics.median(timings):.2f} s) = {5 / best:.2f}x real time"
+    )
 
 
 def balance_reads(c, sora2, user_id: str) -> None:  # noqa: ANN001
@@ -64,9 +69,11 @@ def balance_reads(c, sora2, user_id: str) -> None:  # noqa: ANN001
         sora2.log.repository.get(ledger_id).balance  # noqa: B018
     folded = (time.perf_counter() - started) / n
     events = len(list(sora2.log.events.get(ledger_id)))
-    print(f"balance: read model over HTTP {projected * 1000:.2f} ms/request; "
-          f"folding the {events}-event ledger in-process {folded * 1000:.2f} ms "
-          f"(projection {folded / projected:.2f}x the fold's speed, HTTP included)")
+    print(
+        f"balance: read model over HTTP {projected * 1000:.2f} ms/request; "
+        f"folding the {events}-event ledger in-process {folded * 1000:.2f} ms "
+        f"(projection {folded / projected:.2f}x the fold's speed, HTTP included)"
+    )
 
 
 if __name__ == "__main__":
