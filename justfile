@@ -12,6 +12,10 @@ default:
 serve *args:
     .venv/bin/sora2 serve {{args}}
 
+# a process that renders video jobs (run the API with VIDEO_JOBS=off to leave them to workers)
+worker:
+    .venv/bin/sora2 worker
+
 # the whole test suite (needs PostgreSQL, Redis and NATS on this machine; moto S3 starts itself)
 test *args:
     {{py}} -m pytest -q {{args}}

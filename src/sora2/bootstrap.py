@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sora2.adapters.clock import SystemClock
 from sora2.adapters.event_store import ping, postgres_env, sqlite_env
+from sora2.adapters.jobs.runners import new_runner_id, runner_is_gone
 from sora2.adapters.mail.outbox import OutboxMailer
 from sora2.adapters.payments.sandbox import SandboxPayments
 from sora2.adapters.security.passwords import Argon2PasswordHasher
@@ -66,9 +68,11 @@ class Sora2:
         ping(self.store_env)
         self.log.recorder.max_notification_id()
 
-    def start_jobs(self) -> int:
-        """Resume the jobs a previous run left unfinished; how many."""
-        return self.jobs.resume()
+    def start_jobs(self) -> None:
+        """In a server that renders (VIDEO_JOBS=inline): resume what a previous run left
+        unfinished, and keep sweeping for abandoned jobs."""
+        if self.settings.video_jobs == "inline":
+            self.jobs.sweep_forever()
 
     def close(self) -> None:
         self.jobs.shutdown(wait=True)
@@ -128,6 +132,10 @@ def bootstrap(
         generator or _generator(settings),
         settings.job_concurrency,
         workdir=settings.var_dir / "renders",
+        worker=new_runner_id(),
+        lease=timedelta(seconds=settings.job_lease_seconds),
+        runner_is_gone=runner_is_gone,
+        take_new_jobs=settings.video_jobs == "inline",
     )
     return Sora2(
         settings=settings,

@@ -1,4 +1,4 @@
-"""The `sora2` command: `serve` the API; `ledger …` for auditors (replay the credit ledger)."""
+"""The `sora2` command: `serve` the API, `worker` to render videos, `ledger …` for auditors."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default=None, help="address to bind (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 3001)")
+    commands.add_parser(
+        "worker", help="render video jobs from the log (with VIDEO_JOBS=off in the API processes)"
+    )
     from sora2.adapters.cli_ledger import add_ledger_commands
 
     add_ledger_commands(commands)
@@ -29,7 +32,28 @@ def main(argv: list[str] | None = None) -> int:
         return serve_api(settings, args.host or settings.host, args.port or settings.port)
     if args.command == "ledger":
         return ledger(args, settings)
+    if args.command == "worker":
+        return worker(settings)
     return 1
+
+
+def worker(settings: Settings) -> int:
+    """Take video jobs until SIGTERM/SIGINT; unfinished renders are resumed by the next
+    runner (at once on this host, after the lease elsewhere)."""
+    import signal
+    import threading
+
+    from sora2.bootstrap import bootstrap
+
+    sora2 = bootstrap(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    logging.getLogger("sora2").info("worker %s taking video jobs", sora2.jobs.worker)
+    sora2.jobs.sweep_forever(interval=1.0)
+    stop.wait()
+    sora2.close()
+    return 0
 
 
 def ledger(args: argparse.Namespace, settings: Settings) -> int:

@@ -59,6 +59,8 @@ class Settings:
     rate_limit_enabled: bool = True
     trusted_proxies: tuple[str, ...] = ()
     job_concurrency: int = 2
+    video_jobs: str = "inline"  # "inline": this process renders; "off": `sora2 worker` does
+    job_lease_seconds: int = 60
     video_provider_url: str | None = None
     video_provider_api_key: str | None = field(default=None, repr=False)
     video_provider_model: str = "sora-2"
@@ -119,6 +121,10 @@ class Settings:
                 p.strip() for p in get("TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
             job_concurrency=_int(get("VIDEO_JOB_CONCURRENCY", "2"), "VIDEO_JOB_CONCURRENCY", 1, 64),
+            video_jobs=_choice(get("VIDEO_JOBS", "inline"), "VIDEO_JOBS", ("inline", "off")),
+            job_lease_seconds=_int(
+                get("VIDEO_JOB_LEASE_SECONDS", "60"), "VIDEO_JOB_LEASE_SECONDS", 2, 86_400
+            ),
             video_provider_url=get("VIDEO_PROVIDER_URL"),
             video_provider_api_key=get("VIDEO_PROVIDER_API_KEY"),
             video_provider_model=get("VIDEO_PROVIDER_MODEL", "sora-2"),
@@ -227,9 +233,15 @@ def _decimal(text: str, name: str) -> Decimal:
         value = Decimal(text)
     except InvalidOperation:
         raise ConfigError(f"{name} must be a decimal amount, not {text!r}") from None
-    if not value.is_finite() or value <= 0:
-        raise ConfigError(f"{name} must be a positive amount, not {text!r}")
+    if not value.is_finite() or value < Decimal("0.01"):
+        raise ConfigError(f"{name} must be an amount of at least 0.01, not {text!r}")
     return value
+
+
+def _choice(text: str, name: str, choices: tuple[str, ...]) -> str:
+    if text.lower() not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {text!r}")
+    return text.lower()
 
 
 def _bool(text: str, name: str) -> bool:

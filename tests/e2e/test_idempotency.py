@@ -99,3 +99,29 @@ def test_a_bad_key_is_refused(sqlite_api) -> None:
         )
     assert r.status_code == 400
     assert r.json()["statusCode"] == 400
+
+
+def test_a_stream_with_a_key_runs_to_its_end_and_replays_whole(sqlite_api) -> None:
+    api = sqlite_api
+    _, token = api.register("sse")
+    headers = {"Idempotency-Key": "stream-1"}
+    with api.client(token) as c:
+        first = c.post("/api/videos/generate-stream", json={"prompt": "waves"}, headers=headers)
+        again = c.post("/api/videos/generate-stream", json={"prompt": "waves"}, headers=headers)
+        videos = c.get("/api/videos").json()
+    assert first.status_code == 200
+    assert '"status":"COMPLETED"' in first.text  # the stream was not cut short
+    assert again.text == first.text and again.headers["idempotent-replayed"] == "true"
+    assert videos["total"] == 1
+
+
+def test_a_huge_body_with_a_key_is_refused_without_reading_it_all(sqlite_api) -> None:
+    _, token = sqlite_api.register("big")
+    with sqlite_api.client(token) as c:
+        r = c.post(
+            "/api/orders/create",
+            content=b"x" * (2 * 1024 * 1024),
+            headers={"Idempotency-Key": "big", "Content-Type": "application/json"},
+        )
+    assert r.status_code == 413
+    assert r.json()["statusCode"] == 413

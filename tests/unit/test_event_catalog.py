@@ -68,7 +68,8 @@ def every_kind_of_event() -> list[Any]:
     )
     for video in (done, broken, dropped):
         ledger.reserve(video.id, video.cost, next(t))
-    done.start(next(t))
+    done.start(next(t), "host:1:aa")
+    done.resume("host:2:bb", next(t))
     done.report_progress(40, 3, next(t))
     done.complete("videos/done.mp4", "videos/done.jpg", next(t))
     ledger.settle(done.id, next(t))

@@ -67,6 +67,7 @@ AGGREGATES: dict[type[Aggregate], tuple[str, tuple[type, ...]]] = {
         (
             Video.Requested,
             Video.Started,
+            Video.Resumed,
             Video.ProgressReported,
             Video.Completed,
             Video.Failed,

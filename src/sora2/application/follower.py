@@ -61,12 +61,19 @@ class Follower:
                     applied += 1
 
     def wait_for(self, notification_id: int | None, timeout: float = 10.0) -> None:
-        """Return once this follower has processed `notification_id` (read your writes)."""
+        """Return once this follower has processed `notification_id` (read your writes);
+        FollowerBehind if it cannot get there in time."""
         if notification_id is None:
             return
         deadline = time.monotonic() + timeout
         while True:
             self.catch_up()
-            if self.position >= notification_id or time.monotonic() > deadline:
+            if self.position >= notification_id:
                 return
+            if time.monotonic() > deadline:
+                raise FollowerBehind(f"{self.name} is behind the log")
             time.sleep(0.01)
+
+
+class FollowerBehind(Exception):
+    """A follower did not reach a position in time (the command itself was saved)."""

@@ -1,7 +1,10 @@
 """Background video jobs: render each requested video in a worker thread.
 
 At most `concurrency` jobs render at once; the rest wait in the pool's queue. On start-up,
-`resume()` picks up every video a crash left PENDING or PROCESSING, so no paid job is lost.
+`resume()` picks up every video a crash left PENDING or PROCESSING, so no paid job is lost;
+a sweeper keeps doing so, which is how `sora2 worker` processes find work. Each runner has
+an id; a job is claimed in the log (see `Videos.start_job`) and kept alive by heartbeats,
+so two runners never render one video unless its runner is gone or silent past the lease.
 A job stops promptly when its video is cancelled or deleted, in this process or another.
 """
 
@@ -12,7 +15,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -38,18 +43,29 @@ class VideoJobs:
         workdir: Path | None = None,
         progress_every: float = 1.0,
         cancel_check_every: float = 0.5,
+        worker: str = "",
+        lease: timedelta = timedelta(seconds=60),
+        runner_is_gone: Callable[[str], bool] = lambda worker: False,
+        take_new_jobs: bool = True,
     ) -> None:
         self.videos = videos
         self.generator = generator
         self.workdir = workdir
         self.progress_every = progress_every
         self.cancel_check_every = cancel_check_every
+        self.worker = worker
+        self.lease = lease
+        self.heartbeat_every = lease.total_seconds() / 4
+        self.runner_is_gone = runner_is_gone
+        self._sweeper: threading.Thread | None = None
+        self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="video-job")
         self._cancelled: dict[UUID, threading.Event] = {}
         self._futures: dict[UUID, Future[None]] = {}
         self._lock = threading.Lock()
         self._closed = False
-        videos.on_requested = self.submit
+        if take_new_jobs:  # else requests only land in the log, for `sora2 worker` to take
+            videos.on_requested = self.submit
         videos.on_cancelled = self.cancel
 
     def submit(self, video_id: UUID) -> None:
@@ -65,15 +81,27 @@ class VideoJobs:
                 flag.set()
 
     def resume(self) -> int:
-        """Queue every unfinished video again; how many. Working folders a crash left
-        behind are removed first: their renders start over."""
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir.mkdir(parents=True, exist_ok=True)
+        """Queue every unfinished video again (the claim decides who renders); how many."""
+        self._remove_abandoned_folders()
         unfinished = self.videos.views.unfinished_videos()
         for video_id in unfinished:
             self.submit(video_id)
         return len(unfinished)
+
+    def sweep_forever(self, interval: float = 2.0) -> None:
+        """Resume now, then look for unclaimed or abandoned jobs every `interval` seconds,
+        in a background thread, until `shutdown()`."""
+
+        def sweep() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.resume()
+                except Exception:  # the database may be away for a moment: try again
+                    log.exception("job sweep failed")
+                self._stop.wait(interval)
+
+        self._sweeper = threading.Thread(target=sweep, name="video-job-sweeper", daemon=True)
+        self._sweeper.start()
 
     def wait(self, video_id: UUID, timeout: float | None = None) -> None:
         """Block until the video's job has finished (for tests and drills)."""
@@ -87,11 +115,14 @@ class VideoJobs:
 
     def shutdown(self, wait: bool = False) -> None:
         """Stop taking jobs; running ones are told to stop (they resume on next start)."""
+        self._stop.set()
         with self._lock:
             self._closed = True
             for flag in self._cancelled.values():
                 flag.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        if self._sweeper is not None and wait:
+            self._sweeper.join(timeout=10)
 
     def _run(self, video_id: UUID) -> None:
         try:
@@ -107,13 +138,14 @@ class VideoJobs:
 
     def _render(self, video_id: UUID) -> None:
         flag = self._cancelled[video_id]
-        video = self.videos.start_job(video_id)
+        video = self.videos.start_job(video_id, self.worker, self.lease, self.runner_is_gone)
         if video is None or flag.is_set():
             return
         request = GenerationRequest(video.id, video.prompt, video.duration, video.aspect_ratio)
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f"sora2-{video_id}-", dir=self.workdir))
+        prefix = f"{_folder_safe(self.worker)}~{video_id}~"
+        workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=self.workdir))
         try:
             files = self.generator.generate(
                 request,
@@ -145,16 +177,43 @@ class VideoJobs:
         return on_progress
 
     def _cancel_check(self, video_id: UUID, flag: threading.Event):  # noqa: ANN202
-        last = {"at": time.monotonic()}
+        last = {"at": time.monotonic(), "beat": time.monotonic()}
 
         def cancelled() -> bool:
             if flag.is_set():
                 return True
             now = time.monotonic()
-            if now - last["at"] >= self.cancel_check_every:
+            if now - last["beat"] >= self.heartbeat_every:  # keep our claim alive
+                last["beat"] = last["at"] = now
+                if not self.videos.heartbeat(video_id, self.worker):
+                    flag.set()
+            elif now - last["at"] >= self.cancel_check_every:
                 last["at"] = now
                 if not self.videos.is_active(video_id):  # cancelled by another process
                     flag.set()
             return flag.is_set()
 
         return cancelled
+
+    def _remove_abandoned_folders(self) -> None:
+        """Working folders of runners that are gone (a crash): their renders start over."""
+        if self.workdir is None or not self.workdir.exists():
+            return
+        for folder in self.workdir.iterdir():
+            owner = folder.name.split("~", 1)[0]
+            if owner == _folder_safe(self.worker) and not self._owns_folder(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+            elif owner != _folder_safe(self.worker) and self.runner_is_gone(_worker_of(owner)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _owns_folder(self, folder: Path) -> bool:
+        with self._lock:
+            return any(folder.name.split("~")[1] == str(v) for v in self._futures)
+
+
+def _folder_safe(worker: str) -> str:
+    return worker.replace(":", "+").replace("/", "_").replace("~", "_") or "runner"
+
+
+def _worker_of(folder_owner: str) -> str:
+    return folder_owner.replace("+", ":")

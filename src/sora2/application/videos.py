@@ -12,6 +12,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -175,19 +176,47 @@ class Videos:
 
     # --- the job's transitions (called by the renderer's worker) ------------------------
 
-    def start_job(self, video_id: UUID) -> Video | None:
-        """PENDING → PROCESSING; the video to render, or None if it needs no rendering."""
+    def start_job(
+        self,
+        video_id: UUID,
+        worker: str = "",
+        lease: timedelta = timedelta(seconds=60),
+        runner_is_gone: Callable[[str], bool] = lambda worker: False,
+    ) -> Video | None:
+        """Claim the video's job for `worker`: the video to render, or None to leave it.
+
+        PENDING is started. PROCESSING is taken over only from ourselves (a restart), from a
+        runner known to be gone, or from one silent for longer than the lease. Two runners
+        claiming at once write to the same version: the loser re-reads and leaves it.
+        """
 
         def decide() -> Video | None:
             video = self.log.find(Video, video_id)
             if video is None or video.is_final or video.deleted:
                 return None
+            now = self.clock.now()
             if video.status == "PENDING":
-                video.start(self.clock.now())
-                self.follower.wait_for(self.log.commit(video))
-            return video  # PROCESSING already: a job interrupted by a crash, resumed
+                video.start(now, worker)
+            elif (
+                video.worker == worker
+                or runner_is_gone(video.worker)
+                or video.is_abandoned(now, lease)
+            ):
+                video.resume(worker, now)
+            else:
+                return None  # its runner is alive
+            self.follower.wait_for(self.log.commit(video))
+            return video
 
         return retry_on_conflict(decide)
+
+    def heartbeat(self, video_id: UUID, worker: str = "") -> bool:
+        """Tell other runners this job is alive; False once it is no longer PROCESSING or
+        another runner took it over (this one must stop)."""
+        video = self.log.find(Video, video_id)
+        if video is None or (worker and video.worker != worker):
+            return False
+        return self.report_progress(video_id, video.progress, video.seconds_remaining)
 
     def report_progress(self, video_id: UUID, progress: int, seconds_remaining: int | None) -> bool:
         """Record progress; False once the video is no longer PROCESSING (stop rendering)."""

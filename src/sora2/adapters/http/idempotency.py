@@ -1,5 +1,8 @@
 """`Idempotency-Key` on the POSTs that create or pay: the same key replays the first answer;
 the same key with another request body is a 409. Keys are per user and kept for 24 hours.
+
+Every answer is kept, 5xx included: a failure after the command committed must not let a
+retry charge again. A retry after such a failure needs a new key.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ PAYING = re.compile(
     r"|orders/[0-9a-fA-F-]{36}/pay|credits/recharge)$"
 )
 VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+MAX_BODY = 1024 * 1024  # as the app's own limit: these routes take small JSON bodies
 
 
 class IdempotencyMiddleware:
@@ -55,7 +59,17 @@ class IdempotencyMiddleware:
             if user is None:  # unauthenticated: the route answers 401 by itself
                 await app(scope, receive, send)
                 return
-            body = await _read_body(receive)
+            body = await _read_body(receive, MAX_BODY)
+            if body is None:
+                await _answer(
+                    send,
+                    413,
+                    "application/json",
+                    msgspec.json.encode(
+                        error_body(413, f"the request body must be at most {MAX_BODY} bytes")
+                    ),
+                )
+                return
             fingerprint = hashlib.sha256(scope["path"].encode() + b"\n" + body).hexdigest()
             store = sora2.idempotency
             stored = await anyio.to_thread.run_sync(
@@ -78,19 +92,16 @@ class IdempotencyMiddleware:
                 await send(message)
 
             try:
-                await app(scope, _replaying(body), capture)
-            finally:
-                if captured["status"] >= 500:  # our failure: let a retry run again
-                    await anyio.to_thread.run_sync(store.release, user, key)
-                else:
-                    await anyio.to_thread.run_sync(
-                        store.complete,
-                        user,
-                        key,
-                        captured["status"],
-                        captured["type"],
-                        captured["body"].decode("utf-8", "replace"),
-                    )
+                await app(scope, _replaying(body, receive), capture)
+            finally:  # every answer is kept, 5xx too: it may have come after the commit
+                await anyio.to_thread.run_sync(
+                    store.complete,
+                    user,
+                    key,
+                    captured["status"],
+                    captured["type"],
+                    captured["body"].decode("utf-8", "replace"),
+                )
 
         return middleware
 
@@ -125,29 +136,36 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Any) -> bytes:
-    chunks = []
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole body, or None once it exceeds `limit` bytes."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body"):
             break
     return b"".join(chunks)
 
 
-def _replaying(body: bytes) -> Any:
+def _replaying(body: bytes, receive: Any) -> Any:
+    """Hand the app the body we read, then the real channel (an SSE stream listens on it
+    for the client's disconnect)."""
     sent = False
 
-    async def receive() -> dict[str, Any]:
+    async def replay() -> dict[str, Any]:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replay
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from litestar import MediaType, Request, Response
 from litestar.response import Redirect, Stream
 
+from sora2.adapters.http.errors import error_body
 from sora2.application.ports import BlobNotFound, BlobStorage
 from sora2.domain.errors import NotFound
 
@@ -36,14 +37,22 @@ def serve_blob(
         size = storage.size(key)
     except BlobNotFound:
         raise NotFound("the file is no longer stored") from None
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=300"}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+    }
     if filename:
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
     requested = request.headers.get("range")
     span = _parse_range(requested, size) if requested else None
     if span is False:
+        body = error_body(416, f"the range lies outside the file's {size} bytes")
         return Response(
-            b"", status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
+            body,
+            status_code=416,
+            media_type=MediaType.JSON,
+            headers={**headers, "Content-Range": f"bytes */{size}"},
         )
     if span is None:
         headers["Content-Length"] = str(size)
@@ -70,7 +79,9 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
             return False
         return max(0, size - length), size - 1
     start = int(first)
+    if last and int(last) < start:
+        return None  # not a valid range at all: ignore it (RFC 9110), send everything
     end = min(int(last), size - 1) if last else size - 1
-    if start >= size or end < start:
+    if start >= size:
         return False
     return start, end

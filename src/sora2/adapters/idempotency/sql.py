@@ -95,14 +95,6 @@ class SqlIdempotencyStore:
                 },
             )
 
-    def release(self, scope: str, key: str) -> None:
-        """Forget the key (the request failed on our side), so a retry runs again."""
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._q("DELETE FROM {p}idempotency_keys WHERE scope = :scope AND key = :key"),
-                {"scope": scope, "key": key},
-            )
-
     def _q(self, statement: str) -> str:
         statement = statement.format(p=self.prefix)
         return pyformat(statement) if self.postgres else statement

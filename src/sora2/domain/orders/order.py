@@ -61,6 +61,8 @@ class Order(Aggregate):
         if payment_method not in PAYMENT_METHODS:
             raise InvalidInput(f"paymentMethod must be one of {', '.join(PAYMENT_METHODS)}")
         amount = (credit_price * credits).quantize(Decimal("0.01"))
+        if amount <= 0:
+            raise InvalidInput("the order's amount would round to nothing; buy more credits")
         return cls(
             id=order_id,
             user_id=user_id,

@@ -120,6 +120,8 @@ class User(Aggregate):
     @event(EmailChanged)
     def _email_changed(self, email: str, timestamp: datetime) -> None:
         self.email = email
+        self.reset_token_hash = None  # a link mailed to the old address must not work
+        self.reset_expires_at = None
 
     @event(UsernameChanged)
     def _username_changed(self, username: str, timestamp: datetime) -> None:
@@ -135,6 +137,8 @@ class User(Aggregate):
     ) -> None:
         self.password_hash = password_hash
         self.session_epoch = session_epoch
+        self.reset_token_hash = None  # an earlier reset link must not undo the new password
+        self.reset_expires_at = None
 
     @event(PasswordResetRequested)
     def _password_reset_requested(

@@ -4,7 +4,7 @@ The video knows its cost; the ledger holds the credits. The application saves a 
 its ledger together whenever money moves, so the two never disagree.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -27,7 +27,12 @@ class Video(Aggregate):
         regenerated_from: UUID | None
 
     class Started(Aggregate.Event):
-        pass
+        worker: str = ""  # which job runner took it (a lease: see `is_abandoned`)
+
+    class Resumed(Aggregate.Event):
+        """Another job runner took over a render whose runner went quiet (a crash)."""
+
+        worker: str
 
     class ProgressReported(Aggregate.Event):
         progress: int
@@ -79,6 +84,8 @@ class Video(Aggregate):
         self.share_token_hash: str | None = None
         self.share_generation = 0
         self.deleted = False
+        self.worker = ""
+        self.last_active = timestamp  # the job's last sign of life
 
     @classmethod
     def request(
@@ -113,10 +120,19 @@ class Video(Aggregate):
     def is_final(self) -> bool:
         return self.status in FINAL
 
-    def start(self, timestamp: datetime) -> None:
+    def start(self, timestamp: datetime, worker: str = "") -> None:
         if self.status != "PENDING":
             raise Conflict(f"a {self.status} video cannot start")
-        self._started(timestamp)
+        self._started(timestamp=timestamp, worker=worker)
+
+    def is_abandoned(self, now: datetime, lease: timedelta) -> bool:
+        """PROCESSING with no sign of life from its runner for longer than the lease."""
+        return self.status == "PROCESSING" and now - self.last_active > lease
+
+    def resume(self, worker: str, timestamp: datetime) -> None:
+        if self.status != "PROCESSING":
+            raise Conflict(f"a {self.status} video cannot be resumed")
+        self._resumed(worker, timestamp)
 
     def report_progress(
         self, progress: int, seconds_remaining: int | None, timestamp: datetime
@@ -158,8 +174,15 @@ class Video(Aggregate):
             self._deleted(timestamp)
 
     @event(Started)
-    def _started(self, timestamp: datetime) -> None:
+    def _started(self, timestamp: datetime, worker: str = "") -> None:  # "" in older events
         self.status = "PROCESSING"
+        self.worker = worker
+        self.last_active = timestamp
+
+    @event(Resumed)
+    def _resumed(self, worker: str, timestamp: datetime) -> None:
+        self.worker = worker
+        self.last_active = timestamp
 
     @event(ProgressReported)
     def _progress_reported(
@@ -167,6 +190,7 @@ class Video(Aggregate):
     ) -> None:
         self.progress = progress
         self.seconds_remaining = seconds_remaining
+        self.last_active = timestamp
 
     @event(Completed)
     def _completed(self, video_key: str, thumbnail_key: str, timestamp: datetime) -> None:

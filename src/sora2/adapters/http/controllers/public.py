@@ -61,6 +61,7 @@ class PublicController(Controller):
         self, request: Request, name: FromPath[str], sora2: NamedDependency[Sora2]
     ) -> Response:
         key = f"avatars/{name.lstrip('/')}"
-        if ".." in key.split("/"):
-            raise NotFound("no such file")
-        return serve_blob(request, sora2.storage, key, content_type_of(key))
+        try:
+            return serve_blob(request, sora2.storage, key, content_type_of(key))
+        except ValueError:  # a key the storage refuses (escapes its root): nothing there
+            raise NotFound("no such file") from None
