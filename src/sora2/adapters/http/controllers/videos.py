@@ -183,9 +183,7 @@ class VideosController(Controller):
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
     ) -> Response:
-        row = sora2.videos.get(user.id, video_id)
-        key = sora2.videos.completed_file(row, "video")
-        return serve_blob(request, sora2.storage, key, "video/mp4", f"sora2-{row.id}.mp4")
+        return _serve_file(request, sora2, user, video_id, "video")
 
     @get(
         "/{video_id:uuid}/thumbnail",
@@ -201,9 +199,7 @@ class VideosController(Controller):
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
     ) -> Response:
-        row = sora2.videos.get(user.id, video_id)
-        key = sora2.videos.completed_file(row, "thumbnail")
-        return serve_blob(request, sora2.storage, key, "image/jpeg")
+        return _serve_file(request, sora2, user, video_id, "thumbnail")
 
     @post(
         "/{video_id:uuid}/share",
@@ -235,6 +231,17 @@ class VideosController(Controller):
         sora2: NamedDependency[Sora2],
     ) -> None:
         sora2.videos.revoke_share(user.id, video_id)
+
+
+def _serve_file(
+    request: Request, sora2: Sora2, user: UserRow, video_id: UUID, which: str
+) -> Response:
+    """The user's completed video file: the MP4 as a download, or its JPEG thumbnail."""
+    row = sora2.videos.get(user.id, video_id)
+    key = sora2.videos.completed_file(row, which)
+    if which == "video":
+        return serve_blob(request, sora2.storage, key, "video/mp4", f"sora2-{row.id}.mp4")
+    return serve_blob(request, sora2.storage, key, "image/jpeg")
 
 
 async def _status_events(
