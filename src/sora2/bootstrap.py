@@ -98,7 +98,7 @@ def bootstrap(
     hasher = hasher or Argon2PasswordHasher()
     mailer = mailer or _mailer(settings)
     storage = storage or _storage(settings)
-    payments = payments or SandboxPayments()
+    payments = payments or _payments(settings)
     accounts = Accounts(
         event_log,
         views,
@@ -229,3 +229,9 @@ def _idempotency(views: ReadModelView, env: dict[str, str]) -> Any:
     if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         schema = env.get("POSTGRES_SCHEMA") or "public"
     return SqlIdempotencyStore(views.datastore, schema)  # type: ignore[attr-defined]
+
+
+def _payments(settings: Settings) -> PaymentProvider:
+    from sora2.adapters.payments.router import PaymentRouter
+
+    return PaymentRouter({}, SandboxPayments() if settings.payments_sandbox else None)

@@ -65,6 +65,10 @@ class Settings:
     video_provider_api_key: str | None = field(default=None, repr=False)
     video_provider_model: str = "sora-2"
     render_font_path: Path | None = None
+    payments_sandbox: bool = True  # every method pays at once; off by default in production
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    stripe_api_base: str = "https://api.stripe.com"
 
     @property
     def production(self) -> bool:
@@ -129,6 +133,13 @@ class Settings:
             video_provider_api_key=get("VIDEO_PROVIDER_API_KEY"),
             video_provider_model=get("VIDEO_PROVIDER_MODEL", "sora-2"),
             render_font_path=Path(p) if (p := get("RENDER_FONT_PATH")) else None,
+            payments_sandbox=_bool(
+                get("PAYMENTS_SANDBOX", "false" if node_env == "production" else "true"),
+                "PAYMENTS_SANDBOX",
+            ),
+            stripe_secret_key=get("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base=get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         )
         return settings.with_secrets()
 

@@ -38,3 +38,7 @@ class UnsupportedMedia(DomainError):
 
 class TooLarge(DomainError):
     """An upload is larger than allowed."""
+
+
+class Unavailable(DomainError):
+    """A service the command needs (a payment provider) cannot be used right now."""

@@ -19,6 +19,7 @@ from sora2.domain.errors import (
     NotAuthenticated,
     NotFound,
     TooLarge,
+    Unavailable,
     UnsupportedMedia,
 )
 
@@ -32,6 +33,7 @@ STATUS = {
     Forbidden: 403,
     TooLarge: 413,
     UnsupportedMedia: 415,
+    Unavailable: 503,
 }
 NAMES = {400: "Validation Error", 401: "Unauthorized", 402: "Payment Required"}
 
@@ -80,7 +82,7 @@ DESCRIPTIONS = {
     413: "Upload too large",
     415: "Unsupported file type",
     429: "Too many requests; see Retry-After",
-    503: "Not ready: a backing service does not answer",
+    503: "A backing service (database, payment provider) is not available",
 }
 
 

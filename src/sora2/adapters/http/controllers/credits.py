@@ -58,7 +58,7 @@ class CreditsController(Controller):
         "/recharge",
         status_code=201,
         sync_to_thread=True,
-        responses=documented(400, 401, 409, 429),
+        responses=documented(400, 401, 409, 429, 503),
         summary="Buy credits: places an order and pays it through the provider",
         description="With the sandbox provider the order is paid and credited at once.",
     )

@@ -78,7 +78,7 @@ class OrdersController(Controller):
         "/{order_id:uuid}/pay",
         status_code=200,
         sync_to_thread=True,
-        responses=documented(400, 401, 404, 409, 429),
+        responses=documented(400, 401, 404, 409, 429, 503),
         summary="Pay the order: the PAID order (sandbox) or the provider's next step",
         description="Credits are added exactly once, however often payment is confirmed.",
     )
