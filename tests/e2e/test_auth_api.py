@@ -622,3 +622,17 @@ def test_a_reset_link_dies_when_the_password_or_email_changes(api: Api, change: 
     with api.client() as c:
         r = c.post("/api/auth/reset-password", json={"token": token, "password": "attacker-pw"})
     assert_error(r, 401, "Unauthorized")
+
+
+def test_logout_with_an_expired_access_token_still_ends_the_cookies_session(api: Api) -> None:
+    user, _ = api.register("alice")
+    access, refresh = sign_in(api, "alice@example.com")
+    claims = claims_of(access)
+    past = datetime.now(UTC) - timedelta(hours=1)
+    expired = api.sora2.tokens.access_token(UUID(user["id"]), UUID(claims["sid"]), 0, past)
+    with api.client(expired) as c:
+        r = c.post("/api/auth/logout", headers={"Cookie": f"refreshToken={refresh}"})
+    assert r.status_code == 200, r.text
+    assert_error(post_refresh(api, refresh), 401, "Unauthorized")
+    with api.client(expired) as c:  # without the cookie an expired token proves nothing
+        assert_error(c.post("/api/auth/logout"), 401, "Unauthorized")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 import anyio
 from litestar import Controller, Request, Response, post
@@ -74,16 +75,25 @@ class AuthController(Controller):
         sora2: NamedDependency[Sora2],
         refresh_token: Annotated[str | None, CookieParameter(name=REFRESH_COOKIE)] = None,
     ) -> Response[schemas.Message]:
-        claims = sora2.tokens.read_access(bearer_token(request))
-        sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)
-        sora2.accounts.logout(claims.session_id)
+        # the access token's session, and the refresh cookie's: either proves the caller,
+        # so a client whose access token expired can still sign out
+        sessions: set[UUID] = set()
+        refused: NotAuthenticated | None = None
+        try:
+            claims = sora2.tokens.read_access(bearer_token(request))
+            sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)
+            sessions.add(claims.session_id)
+        except NotAuthenticated as error:
+            refused = error
         if refresh_token:
             try:
-                refresh = sora2.tokens.read_refresh(refresh_token)
+                sessions.add(sora2.tokens.read_refresh(refresh_token).session_id)
             except NotAuthenticated:
-                refresh = None
-            if refresh and refresh.session_id != claims.session_id:
-                sora2.accounts.logout(refresh.session_id)
+                pass
+        if not sessions:
+            raise refused or NotAuthenticated("a Bearer access token is required")
+        for session_id in sessions:
+            sora2.accounts.logout(session_id)
         return Response(schemas.Message("Signed out."), cookies=[cleared_cookie(sora2.settings)])
 
     @post(
