@@ -328,3 +328,20 @@ def test_avatar_upload_without_the_file_field_is_400(sqlite_api: Api) -> None:
         assert_error(c.post("/api/users/avatar"), 400, "Validation Error")
         r = c.post("/api/users/avatar", json={"file": "aGVsbG8="})
         assert_error(r, 400, "Validation Error")
+
+
+def test_a_new_avatar_replaces_the_stored_old_one(sqlite_api: Api) -> None:
+    from sora2.application.ports import BlobNotFound
+
+    _, token = sqlite_api.register("alice")
+    with sqlite_api.client(token) as c:
+        first = c.post("/api/users/avatar", files={"file": ("a.png", image("PNG"), "image/png")})
+        second = c.post("/api/users/avatar", files={"file": ("b.jpg", image("JPEG"), "image/jpeg")})
+        served = c.get(second.json()["avatarUrl"].replace("http://testserver", ""))
+    old_key = first.json()["avatarUrl"].split("/api/files/", 1)[1]
+    new_key = second.json()["avatarUrl"].split("/api/files/", 1)[1]
+    assert old_key != new_key
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+    assert sqlite_api.sora2.storage.size(new_key) > 0
+    with pytest.raises(BlobNotFound):
+        sqlite_api.sora2.storage.size(old_key)

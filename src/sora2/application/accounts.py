@@ -262,12 +262,19 @@ class Accounts:
         key = f"avatars/{user_id}/{hashlib.sha256(data).hexdigest()[:16]}.{kind.extension}"
         self.storage.put_bytes(key, data, kind.content_type)
 
-        def decide() -> int | None:
+        def decide() -> tuple[int | None, str | None]:
             user = self.log.load(User, user_id, "user")
+            previous = user.avatar_key
             user.change_avatar(key, self.clock.now())
-            return self.log.commit(user)
+            return self.log.commit(user), previous
 
-        self.follower.wait_for(retry_on_conflict(decide))
+        position, previous = retry_on_conflict(decide)
+        self.follower.wait_for(position)
+        if previous and previous != key:  # the old picture is no longer anyone's
+            try:
+                self.storage.delete(previous)
+            except Exception:
+                log.exception("could not remove the old avatar %s", previous)
         return self.profile(user_id)
 
     # --- helpers -------------------------------------------------------------------------

@@ -121,10 +121,10 @@ class Videos:
 
         position, video = retry_on_conflict(decide)
         self.on_cancelled(video_id)
+        self.follower.wait_for(position)
         for key in (video.video_key, video.thumbnail_key):
             if key:
-                self.storage.delete(key)
-        self.follower.wait_for(position)
+                _remove_quietly(self.storage, key)
 
     def share(self, user_id: UUID, video_id: UUID) -> Shared:
         """A public link token; the same one until it is revoked."""
@@ -310,6 +310,14 @@ class Videos:
     def _share_token(self, video: Video) -> str:
         message = f"{video.id}:{video.share_generation}".encode()
         return hmac.new(self.share_secret, message, hashlib.sha256).hexdigest()[:40]
+
+
+def _remove_quietly(storage: BlobStorage, key: str) -> None:
+    """The video is already gone from the log; a file left behind is only logged."""
+    try:
+        storage.delete(key)
+    except Exception:
+        log.exception("could not remove %s from storage", key)
 
 
 def _digest(token: str) -> str:
