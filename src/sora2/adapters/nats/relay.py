@@ -4,7 +4,9 @@ Commands only write the log; this follower publishes afterwards, so a slow or ab
 never blocks or loses a command. It publishes a page, awaits the acks, then records its
 position (eventsourcing's tracking table, under its own follower name). A crash in between
 publishes the page again on restart, and JetStream's duplicate window drops the repeats by
-`Nats-Msg-Id` (the event id): consumers see each event once.
+`Nats-Msg-Id` (the event id); and each message carries its log position, so a restarted relay
+first moves its position up to the stream's last message: consumers see each event once, even
+after a restart outside the duplicate window.
 
 Order: a page is pipelined on one connection (hundreds of acks in flight), and every message
 but the first names its predecessor (`Nats-Expected-Last-Msg-Id`), so JetStream refuses to
@@ -41,6 +43,7 @@ DEFAULT_PREFIX = "sora2"
 # publish-then-restart gap you expect (memory cost: one id per event published in the window).
 DUPLICATE_WINDOW = 120.0  # seconds
 MAX_BACKOFF = 30.0
+POSITION_HEADER = "Sora2-Log-Position"  # the event's notification id in the log
 
 
 class RelayError(Exception):
@@ -108,7 +111,9 @@ class NatsRelay:
                 disconnected_cb=self._disconnected,
                 reconnected_cb=_log_reconnected,
             )
-            await self._ensure_stream(nc.jetstream(timeout=self.ack_timeout))
+            js = nc.jetstream(timeout=self.ack_timeout)
+            await self._ensure_stream(js)
+            await self._catch_up_with_stream(js)
         except BaseException:  # failed or cancelled: leave no half-open client behind
             await _quietly_close(nc)
             raise
@@ -150,6 +155,22 @@ class NatsRelay:
             )
         )
         log.info("updated stream %s for %s", self.stream, subjects)
+
+    async def _catch_up_with_stream(self, js: JetStreamContext) -> None:
+        """Move our position up to the last event the stream already holds.
+
+        A crash after publishing but before tracking would otherwise republish that page,
+        and repeats outside the duplicate window would be stored twice. Every message
+        carries its log position, so the stream itself says how far we really got.
+        """
+        info = await js.stream_info(self.stream)
+        if not info.state.messages:
+            return
+        last = await js.get_msg(self.stream, seq=info.state.last_seq)
+        position = (last.headers or {}).get(POSITION_HEADER, "")
+        if position.isdigit() and int(position) > await asyncio.to_thread(lambda: self.position):
+            log.info("stream %s already holds events up to %s", self.stream, position)
+            await asyncio.to_thread(self._track, int(position))
 
     # --- following the log -------------------------------------------------------------------
 
@@ -259,7 +280,11 @@ class NatsRelay:
         try:
             previous: str | None = None
             for message in page:
-                headers = {"Nats-Msg-Id": message.msg_id, "Nats-Expected-Stream": self.stream}
+                headers = {
+                    "Nats-Msg-Id": message.msg_id,
+                    "Nats-Expected-Stream": self.stream,
+                    POSITION_HEADER: str(message.position),
+                }
                 if previous is not None:
                     headers["Nats-Expected-Last-Msg-Id"] = previous
                 await nc.publish(
