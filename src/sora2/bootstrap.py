@@ -76,6 +76,9 @@ class Sora2:
 
     def close(self) -> None:
         self.jobs.shutdown(wait=True)
+        for extra in self.extras.values():
+            if hasattr(extra, "close"):
+                extra.close()
         self.log.close()
 
 
@@ -98,7 +101,8 @@ def bootstrap(
     hasher = hasher or Argon2PasswordHasher()
     mailer = mailer or _mailer(settings)
     storage = storage or _storage(settings)
-    payments = payments or _payments(settings)
+    extras: dict[str, Any] = {}
+    payments = payments or _payments(settings, extras)
     accounts = Accounts(
         event_log,
         views,
@@ -154,6 +158,7 @@ def bootstrap(
         videos=videos,
         jobs=jobs,
         idempotency=_idempotency(views, store_env),
+        extras=extras,
     )
 
 
@@ -231,7 +236,22 @@ def _idempotency(views: ReadModelView, env: dict[str, str]) -> Any:
     return SqlIdempotencyStore(views.datastore, schema)  # type: ignore[attr-defined]
 
 
-def _payments(settings: Settings) -> PaymentProvider:
+def _payments(settings: Settings, extras: dict[str, Any]) -> PaymentProvider:
+    """One provider per method; Stripe when its keys are set (its webhook finds it in
+    `extras`), the sandbox for the rest where allowed."""
     from sora2.adapters.payments.router import PaymentRouter
 
-    return PaymentRouter({}, SandboxPayments() if settings.payments_sandbox else None)
+    providers: dict[str, PaymentProvider] = {}
+    if settings.stripe_secret_key:
+        from sora2.adapters.payments.stripe import StripePayments
+
+        orders_page = f"{settings.frontend_url}/orders/{{ORDER_ID}}"
+        extras["stripe"] = providers["STRIPE"] = StripePayments(
+            settings.stripe_secret_key,
+            settings.stripe_webhook_secret or "",
+            success_url=f"{orders_page}?payment=success",
+            cancel_url=orders_page,
+            api_base=settings.stripe_api_base,
+            currency=settings.stripe_currency,
+        )
+    return PaymentRouter(providers, SandboxPayments() if settings.payments_sandbox else None)

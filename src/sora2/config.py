@@ -69,6 +69,7 @@ class Settings:
     stripe_secret_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str = "https://api.stripe.com"
+    stripe_currency: str = "usd"
 
     @property
     def production(self) -> bool:
@@ -140,6 +141,7 @@ class Settings:
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
             stripe_api_base=get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+            stripe_currency=get("STRIPE_CURRENCY", "usd").lower(),
         )
         return settings.with_secrets()
 
@@ -153,6 +155,8 @@ class Settings:
             )
             if (why := _weakness(value))
         ]
+        if self.stripe_secret_key and not self.stripe_webhook_secret:
+            problems.append("STRIPE_WEBHOOK_SECRET is missing (payments could never be confirmed)")
         if self.jwt_secret and self.jwt_secret == self.jwt_refresh_secret:
             problems.append("JWT_SECRET and JWT_REFRESH_SECRET must differ")
         if not problems:

@@ -20,6 +20,7 @@ from sora2.adapters.http.controllers.auth import AuthController
 from sora2.adapters.http.controllers.credits import CreditsController
 from sora2.adapters.http.controllers.health import HealthController
 from sora2.adapters.http.controllers.orders import OrdersController
+from sora2.adapters.http.controllers.payments import PaymentsController
 from sora2.adapters.http.controllers.public import PublicController
 from sora2.adapters.http.controllers.users import UsersController
 from sora2.adapters.http.controllers.videos import VideosController
@@ -68,6 +69,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         OrdersController,
         VideosController,
         PublicController,
+        PaymentsController,
         *(controllers or []),
         openapi_json,
     ]
