@@ -221,9 +221,9 @@ def _generator(settings: Settings) -> VideoGenerator:
             settings.video_provider_api_key or "",
             model=settings.video_provider_model,
         )
-    from sora2.adapters.rendering.local import LocalRenderer
+    from sora2.adapters.rendering.local import LocalRenderer, bundled_cjk_font
 
-    return LocalRenderer(font_path=settings.render_font_path)
+    return LocalRenderer(font_path=settings.render_font_path or bundled_cjk_font())
 
 
 def _idempotency(views: ReadModelView, env: dict[str, str]) -> Any:

@@ -295,3 +295,16 @@ class _Progress:
 
     def finished(self) -> None:
         self._on_progress(100, 0.0)
+
+
+def bundled_cjk_font() -> Path | None:
+    """Noto Sans CJK from the `cvttf-notosanscjk-regular` package, when it is installed:
+    the captions then show Chinese, Japanese and Korean prompts instead of boxes."""
+    try:
+        import cvttf_NotoSansCJK_Regular as noto  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    try:
+        return Path(noto.get_TTF_path())
+    except FileNotFoundError:
+        return None
