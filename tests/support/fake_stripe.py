@@ -25,12 +25,12 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.support.fake_http import serving
 
 SECRET_KEY = "sk_test_fakeStripeKey0123456789abcdef"
 WEBHOOK_SECRET = "whsec_fakeWebhookSecret0123456789abcdef"
@@ -229,46 +229,6 @@ def _invalid(param: str, message: str) -> tuple[int, dict[str, Any]]:
     return 400, {"error": {"type": "invalid_request_error", "param": param, "message": message}}
 
 
-def _handler_for(stripe: FakeStripe) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            status, out_headers, payload = stripe.handle(self.command, self.path, headers, body)
-            self.send_response(status)
-            for name, value in out_headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            pass
-
-    return Handler
-
-
-@contextmanager
-def running_fake_stripe(**knobs: Any) -> Iterator[FakeStripe]:
+def running_fake_stripe(**knobs: Any) -> AbstractContextManager[FakeStripe]:
     """Serve a FakeStripe on 127.0.0.1 (a free port) for the `with` block."""
-    stripe = FakeStripe(**knobs)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(stripe))
-    server.daemon_threads = True
-    host, port = server.server_address[:2]
-    stripe.base_url = f"http://{host}:{port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-stripe"
-    )
-    thread.daemon = True
-    thread.start()
-    try:
-        yield stripe
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return serving(FakeStripe(**knobs), "fake-stripe")

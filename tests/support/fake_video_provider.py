@@ -26,16 +26,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.support.fake_http import serving
 
 DEFAULT_API_KEY = "sk-fake-provider-key-0123456789"
 SIZES = {"1280x720", "720x1280", "720x720", "1024x1792", "1792x1024"}
@@ -280,51 +281,9 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, Any]:
     return data
 
 
-def _handler_for(provider: FakeVideoProvider) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, like a real API
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            status, out_headers, payload = provider.handle(self.command, self.path, headers, body)
-            if provider.response_delay:
-                time.sleep(provider.response_delay)
-            self.send_response(status)
-            for name, value in out_headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            pass
-
-    return Handler
-
-
-@contextmanager
-def running_fake_provider(**knobs: Any) -> Iterator[FakeVideoProvider]:
+def running_fake_provider(**knobs: Any) -> AbstractContextManager[FakeVideoProvider]:
     """Serve a FakeVideoProvider on 127.0.0.1 (a free port) for the `with` block."""
-    provider = FakeVideoProvider(**knobs)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(provider))
-    server.daemon_threads = True
-    host, port = server.server_address[:2]
-    provider.base_url = f"http://{host}:{port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-video-provider"
-    )
-    thread.daemon = True
-    thread.start()
-    try:
-        yield provider
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return serving(FakeVideoProvider(**knobs), "fake-video-provider")
 
 
 @pytest.fixture
