@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import Api, start_api
 from tests.support.backends import sqlite_settings
+from tests.support.errors import assert_error
 
 PASSWORD = "password123"
 FORGOT_ANSWER = {"message": "If an account exists for that email, a reset link has been sent."}
@@ -33,18 +34,6 @@ class ShiftedClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
-
-
-def assert_error(r: httpx.Response, status: int, error: str, message: str | None = None) -> None:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert set(body) == {"error", "message", "statusCode"}, body
-    assert body["error"] == error
-    assert body["statusCode"] == status
-    assert isinstance(body["message"], str) and body["message"]
-    if message is not None:
-        assert body["message"] == message
 
 
 def refresh_cookie(r: httpx.Response) -> Any:

@@ -14,19 +14,10 @@ import pytest
 
 from tests.conftest import Api, start_api
 from tests.support.backends import sqlite_settings
+from tests.support.errors import assert_error
 
 ORDER_FIELDS = {"id", "userId", "amount", "credits", "status", "paymentMethod", "createdAt"}
 PAGE_FIELDS = {"items", "total", "page", "limit", "totalPages"}
-
-
-def assert_error(r: httpx.Response, status: int, error: str, message: str | None = None) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error", "message", "statusCode"}, body
-    assert (body["error"], body["statusCode"]) == (error, status)
-    assert isinstance(body["message"], str) and body["message"]
-    if message is not None:
-        assert body["message"] == message
 
 
 def balance(c: httpx.Client) -> int:

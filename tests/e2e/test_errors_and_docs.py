@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Api, start_api
 from tests.support.backends import sqlite_settings
+from tests.support.errors import assert_error
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 FRONTEND = "http://localhost:3000"
@@ -53,17 +53,6 @@ ROUTES: dict[tuple[str, str], tuple[str | None, str, str, set[int], bool]] = {
     ("get", "/api/orders/{order_id}"): (None, "200", "Order", {401, 404}, True),
     ("post", "/api/orders/{order_id}/pay"): (None, "200", "Payment", {401, 404, 409}, True),
 }
-
-
-def assert_error(r: httpx.Response, status: int, error: str, message: str | None = None) -> None:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert set(body) == {"error", "message", "statusCode"}, body
-    assert (body["error"], body["statusCode"]) == (error, status)
-    assert isinstance(body["message"], str) and body["message"]
-    if message is not None:
-        assert body["message"] == message
 
 
 @pytest.fixture

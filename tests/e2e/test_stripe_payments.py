@@ -30,6 +30,7 @@ from sora2.adapters.payments.stripe import (
 )
 from tests.conftest import Api, start_api
 from tests.support.backends import sqlite_settings
+from tests.support.errors import assert_error
 from tests.support.fake_stripe import (
     SECRET_KEY,
     WEBHOOK_SECRET,
@@ -81,15 +82,6 @@ def api(tmp_path: Path, stripe: StripePayments) -> Iterator[Api]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def assert_error(r: httpx.Response, status: int, message: str | None = None) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error", "message", "statusCode"}, body
-    assert body["statusCode"] == status and body["error"] and body["message"]
-    if message is not None:
-        assert body["message"] == message, body
 
 
 def balance(c: httpx.Client) -> int:
@@ -399,7 +391,7 @@ def test_the_webhook_is_404_where_stripe_is_not_configured(tmp_path: Path) -> No
         body, header = signed_event({"type": "checkout.session.completed", "data": {}})
         with api.client() as c:
             r = c.post(WEBHOOK, content=body, headers={"Stripe-Signature": header})
-            assert_error(r, 404, "Stripe payments are not configured on this server")
+            assert_error(r, 404, message="Stripe payments are not configured on this server")
     finally:
         run.close()
 
@@ -431,7 +423,7 @@ def test_stripe_failing_answers_503_and_changes_nothing(
         order = new_order(c)
         fake.fail_next(100, status)
         r = c.post(f"/api/orders/{order['id']}/pay")
-        assert_error(r, 503, message)
+        assert_error(r, 503, message=message)
         assert r.json()["error"] == "Service Unavailable"
         assert order_status(c, order["id"]) == "PENDING" and balance(c) == 10
         assert fake.sessions == {}
@@ -466,7 +458,7 @@ def test_stripe_unreachable_answers_503(tmp_path: Path, fake: FakeStripe) -> Non
         _, token = api.register("payer")
         with api.client(token) as c:
             order = new_order(c)
-            assert_error(c.post(f"/api/orders/{order['id']}/pay"), 503, UNAVAILABLE_MESSAGE)
+            assert_error(c.post(f"/api/orders/{order['id']}/pay"), 503, message=UNAVAILABLE_MESSAGE)
             assert order_status(c, order["id"]) == "PENDING"
     finally:
         run.close()
@@ -477,7 +469,7 @@ def test_an_amount_below_stripes_minimum_is_a_400(api: Api, fake: FakeStripe) ->
     _, token = api.register("payer")
     with api.client(token) as c:
         order = new_order(c, credits=1)  # $0.10
-        assert_error(c.post(f"/api/orders/{order['id']}/pay"), 400, TOO_SMALL_MESSAGE)
+        assert_error(c.post(f"/api/orders/{order['id']}/pay"), 400, message=TOO_SMALL_MESSAGE)
         assert order_status(c, order["id"]) == "PENDING"
 
 
@@ -504,7 +496,7 @@ def test_the_secret_key_never_reaches_a_response_or_a_log_line(
         answers.append(c.post(f"/api/orders/{new_order(c)['id']}/pay").text)
         fake.secret_key = "sk_test_rolledAtStripe"  # our key is refused, and echoed back
         r = c.post(f"/api/orders/{new_order(c)['id']}/pay")
-        assert_error(r, 503, MISCONFIGURED_MESSAGE)
+        assert_error(r, 503, message=MISCONFIGURED_MESSAGE)
         answers.append(r.text)
     assert SECRET_KEY in fake.requests[-1].headers["authorization"]  # it went to Stripe only
     for secret in (SECRET_KEY, WEBHOOK_SECRET, "whsec_forged"):

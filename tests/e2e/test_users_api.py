@@ -12,19 +12,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Api
+from tests.support.errors import assert_error
 
 PASSWORD = "password123"
 AVATAR_LIMIT = 5 * 1024 * 1024
-
-
-def assert_error(r: httpx.Response, status: int, error: str, message: str | None = None) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error", "message", "statusCode"}, body
-    assert (body["error"], body["statusCode"]) == (error, status)
-    assert isinstance(body["message"], str) and body["message"]
-    if message is not None:
-        assert body["message"] == message
 
 
 def login(api: Api, email: str, password: str = PASSWORD) -> httpx.Response:

@@ -13,6 +13,8 @@ from uuid import UUID
 
 import httpx
 
+from tests.support.errors import assert_error  # noqa: F401 (re-exported for video tests)
+
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
 STATUS_RANK = {"PENDING": 0, "PROCESSING": 1, "COMPLETED": 2, "FAILED": 2, "CANCELLED": 2}
 
@@ -79,17 +81,6 @@ def assert_ledger_consistent(client: httpx.Client) -> None:
         running += entry["amount"]
         assert entry["balance"] == running >= 0, entries
     assert balance(client) == running
-
-
-def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The response is the spec's error shape with this status."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "message", "statusCode"}, body
-    assert body["statusCode"] == status
-    assert isinstance(body["error"], str) and body["error"]
-    assert isinstance(body["message"], str) and body["message"]
-    return body
 
 
 def recharge(api: Any, user: dict[str, Any], credits: int) -> None:

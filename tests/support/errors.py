@@ -1,0 +1,24 @@
+"""The one check that an HTTP answer is the API's error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+def assert_error(
+    r: httpx.Response, status: int, error: str | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """`{error, message, statusCode}` with this status (and this name or text, if given)."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "message", "statusCode"}, body
+    assert body["statusCode"] == status
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["message"], str) and body["message"]
+    if error is not None:
+        assert body["error"] == error, body
+    if message is not None:
+        assert body["message"] == message, body
+    return body
