@@ -143,6 +143,11 @@ class Settings:
             stripe_api_base=get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
             stripe_currency=get("STRIPE_CURRENCY", "usd").lower(),
         )
+        if settings.production and not get("PUBLIC_URL"):
+            log.warning(
+                "PUBLIC_URL is not set: video, share and avatar links will point at %s",
+                settings.public_url,
+            )
         return settings.with_secrets()
 
     def with_secrets(self) -> Settings:
