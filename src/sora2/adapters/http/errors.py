@@ -10,7 +10,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
-from sora2.adapters.http.schemas import ErrorBody
+from sora2.adapters.http.schemas import PATTERN_PROBLEMS, ErrorBody
 from sora2.domain.errors import (
     Conflict,
     DomainError,
@@ -68,8 +68,16 @@ def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
 def _field_problem(problem: object) -> str:
     if isinstance(problem, dict):
         key, text = problem.get("key"), problem.get("message", "is invalid")
+        text = PATTERN_MESSAGES.get(text, text)
         return f"{key}: {text}" if key else str(text)
     return str(problem)
+
+
+# msgspec names the regex a string broke; say what it means instead
+PATTERN_MESSAGES = {
+    f"Expected `str` matching regex {pattern!r}": meaning
+    for pattern, meaning in PATTERN_PROBLEMS.items()
+}
 
 
 DESCRIPTIONS = {

@@ -16,13 +16,14 @@ import msgspec
 
 from sora2.adapters.http.errors import error_body
 from sora2.adapters.http.rate_limit import user_of
+from sora2.adapters.http.schemas import IDEMPOTENCY_KEY_PATTERN
 
 Scope = dict[str, Any]
 PAYING = re.compile(
     r"^/api/(videos/generate|videos/generate-stream|videos/[0-9a-fA-F-]{36}/regenerate|orders/create"
     r"|orders/[0-9a-fA-F-]{36}/pay|credits/recharge)$"
 )
-VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+VALID_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 MAX_BODY = 1024 * 1024  # as the app's own limit: these routes take small JSON bodies
 
 
@@ -51,7 +52,7 @@ class IdempotencyMiddleware:
                     400,
                     "application/json",
                     msgspec.json.encode(
-                        error_body(400, "Idempotency-Key must be 1-255 visible ASCII characters")
+                        error_body(400, "Idempotency-Key: must be 1-255 visible ASCII characters")
                     ),
                 )
                 return

@@ -7,6 +7,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict, InvalidInput
+from sora2.domain.text import check_text, scrub_text
 
 PAYMENT_METHODS = ("ALIPAY", "WECHAT", "STRIPE")
 MAX_CREDITS_PER_ORDER = 1_000_000
@@ -77,12 +78,12 @@ class Order(Aggregate):
             raise Conflict("this order is already paid")
         if self.status != "PENDING":
             raise Conflict(f"a {self.status} order cannot be paid")
-        self._paid(provider_reference, timestamp)
+        self._paid(check_text(provider_reference, "providerReference"), timestamp)
 
     def mark_failed(self, reason: str, timestamp: datetime) -> None:
         if self.status != "PENDING":
             raise Conflict(f"a {self.status} order cannot fail")
-        self._failed(reason, timestamp)
+        self._failed(scrub_text(reason), timestamp)
 
     def cancel(self, timestamp: datetime) -> None:
         if self.status != "PENDING":

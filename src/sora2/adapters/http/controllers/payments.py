@@ -24,6 +24,7 @@ from sora2.adapters.payments.stripe import StripePayments, WebhookRejected, mino
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import Conflict, InvalidInput, NotFound
 from sora2.domain.orders.order import Order
+from sora2.domain.text import is_clean_text
 
 log = logging.getLogger("sora2.payments")
 
@@ -113,7 +114,7 @@ def _credit_paid_session(sora2: Sora2, event: dict[str, Any]) -> None:
     """Confirm the session's order; log (never raise) what Stripe cannot fix by retrying."""
     data = event.get("data")
     session = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(session, dict) or not isinstance(session.get("id"), str):
+    if not isinstance(session, dict) or not is_clean_text(session.get("id")):
         log.warning("Stripe event %s carries no Checkout Session", event.get("id"))
         return
     session_id = session["id"]
