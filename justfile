@@ -41,6 +41,10 @@ lint:
     .venv/bin/ruff check src tests bench
     .venv/bin/ruff format --check src tests bench
 
+# operate the read models: `./dev views rebuild`
+views *args:
+    .venv/bin/sora2 views {{args}}
+
 # ledger audit commands (history, balance as of, verify, export)
 ledger *args:
     .venv/bin/sora2 ledger {{args}}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from eventsourcing.application import project_aggregate  # noqa: E402
 from tests.support.backends import sqlite_settings  # noqa: E402
 from tests.support.server import client, serving  # noqa: E402
 
@@ -65,8 +66,8 @@ def balance_reads(c, sora2, user_id: str) -> None:  # noqa: ANN001
     projected = (time.perf_counter() - started) / n
     ledger_id = CreditLedger.create_id(__import__("uuid").UUID(user_id))
     started = time.perf_counter()
-    for _ in range(n):
-        sora2.log.repository.get(ledger_id).balance  # noqa: B018
+    for _ in range(n):  # from the first event: the log's snapshots would shorten the fold
+        project_aggregate(None, sora2.log.events.get(ledger_id)).balance  # noqa: B018
     folded = (time.perf_counter() - started) / n
     events = len(list(sora2.log.events.get(ledger_id)))
     print(

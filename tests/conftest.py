@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ def start_api(settings: Settings, **adapters: Any) -> Iterator[Api]:
         sora2.close()
 
 
+running_api = contextmanager(start_api)  # `with running_api(settings) as api:`
+
+
 @pytest.fixture
 def api(backend_settings: Settings) -> Iterator[Api]:
     """The API on SQLite and on PostgreSQL."""
@@ -89,4 +93,4 @@ def sqlite_api(tmp_path: Path) -> Iterator[Api]:
     yield from start_api(sqlite_settings(tmp_path))
 
 
-__all__ = ["Api", "FastHasher", "create_app", "start_api"]
+__all__ = ["Api", "FastHasher", "create_app", "running_api", "start_api"]

@@ -22,17 +22,22 @@ from sora2.adapters.security.tokens import TokenSigner
 from sora2.application.accounts import Accounts
 from sora2.application.credits import Credits
 from sora2.application.event_log import EventLog
-from sora2.application.follower import Follower
 from sora2.application.orders import Orders
 from sora2.application.ports import (
     BlobStorage,
     Clock,
+    JobBoard,
     Mailer,
     PasswordHasher,
     PaymentProvider,
     VideoGenerator,
 )
-from sora2.application.projections.read_models import FOLLOWER_NAME, ReadModels
+from sora2.application.processing.consistency import ReadYourWrites
+from sora2.application.processing.job_dispatch import JobDispatch
+from sora2.application.processing.log_reader import LogReader
+from sora2.application.processing.projection import ProjectionProcessor
+from sora2.application.processing.runner import Lane, LaneStatus, ProcessingRunner
+from sora2.application.projections.read_models import ReadModels
 from sora2.application.projections.view import ReadModelView
 from sora2.application.rendering import VideoJobs
 from sora2.application.videos import Videos
@@ -50,7 +55,10 @@ class Sora2:
     log: EventLog
     store_env: dict[str, str]
     views: ReadModelView
-    read_models: Follower
+    read_models: Lane
+    runner: ProcessingRunner
+    seen: ReadYourWrites
+    board: JobBoard
     accounts: Accounts
     orders: Orders
     credits: Credits
@@ -63,18 +71,28 @@ class Sora2:
     idempotency: Any
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def ready(self) -> None:
-        """Raise unless the database answers."""
+    def ready(self) -> list[LaneStatus]:
+        """Raise unless the database answers; how far each processor got."""
         ping(self.store_env)
         self.log.recorder.max_notification_id()
+        return self.runner.status()
 
-    def start_jobs(self) -> None:
-        """In a server that renders (VIDEO_JOBS=inline): resume what a previous run left
-        unfinished, and keep sweeping for abandoned jobs."""
-        if self.settings.video_jobs == "inline":
+    def start(self, render: bool | None = None) -> None:
+        """Follow the log (read models, NATS relay, job dispatch) and, in a process that
+        renders (`sora2 worker`, or `serve` with VIDEO_JOBS=inline), take video jobs:
+        new ones as they are requested, and whatever a previous run left unfinished."""
+        if render is None:
+            render = self.settings.video_jobs == "inline"
+        dispatch = JobDispatch(
+            LogReader(self.log).head(), self.jobs.submit if render else None, self.jobs.cancel
+        )
+        self.runner.add(Lane(dispatch, LogReader(self.log), poll=0.05))
+        self.runner.start()
+        if render:
             self.jobs.sweep_forever()
 
     def close(self) -> None:
+        self.runner.stop()
         self.jobs.shutdown(wait=True)
         for extra in self.extras.values():
             if hasattr(extra, "close"):
@@ -96,17 +114,21 @@ def bootstrap(
     store_env = _event_store_env(settings)
     event_log = EventLog(env=store_env)
     views = _read_model_view(event_log, store_env)
-    read_models = Follower(event_log, FOLLOWER_NAME, views, ReadModels(views).process_event)
-    read_models.catch_up()
+    read_models = Lane(ProjectionProcessor(ReadModels(views)), LogReader(event_log))
+    runner = ProcessingRunner(event_log, [read_models])
+    seen = ReadYourWrites(read_models)
+    board = _job_board(views, store_env)
     hasher = hasher or Argon2PasswordHasher()
     mailer = mailer or _mailer(settings)
     storage = storage or _storage(settings)
     extras: dict[str, Any] = {}
     payments = payments or _payments(settings, extras)
+    if (relay_lane := _relay_lane(settings, event_log, extras)) is not None:
+        runner.add(relay_lane)
     accounts = Accounts(
         event_log,
         views,
-        read_models,
+        seen,
         hasher,
         mailer,
         storage,
@@ -114,8 +136,8 @@ def bootstrap(
         signup_bonus=settings.signup_bonus_credits,
         reset_link_base=f"{settings.frontend_url}/reset-password",
     )
-    orders = Orders(event_log, views, read_models, payments, clock, settings.credit_price)
-    credits = Credits(views, orders)
+    orders = Orders(event_log, views, seen, payments, clock, settings.credit_price)
+    credits = Credits(views, orders, seen)
     tokens = TokenSigner(
         settings.jwt_secret,
         settings.jwt_refresh_secret,
@@ -125,7 +147,8 @@ def bootstrap(
     videos = Videos(
         event_log,
         views,
-        read_models,
+        seen,
+        board,
         storage,
         clock,
         settings.video_credits_per_second,
@@ -148,6 +171,9 @@ def bootstrap(
         store_env=store_env,
         views=views,
         read_models=read_models,
+        runner=runner,
+        seen=seen,
+        board=board,
         accounts=accounts,
         orders=orders,
         credits=credits,
@@ -230,10 +256,38 @@ def _idempotency(views: ReadModelView, env: dict[str, str]) -> Any:
     """Idempotency keys live beside the read models, in the event log's database."""
     from sora2.adapters.idempotency.sql import SqlIdempotencyStore
 
-    schema = None
+    return SqlIdempotencyStore(views.datastore, _schema(env))  # type: ignore[attr-defined]
+
+
+def _job_board(views: ReadModelView, env: dict[str, str]) -> JobBoard:
+    """Leases, heartbeats and progress of video jobs: a table beside the read models."""
+    from sora2.adapters.jobs.sql_board import SqlJobBoard
+
+    return SqlJobBoard(views.datastore, _schema(env))  # type: ignore[attr-defined]
+
+
+def _schema(env: dict[str, str]) -> str | None:
     if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-        schema = env.get("POSTGRES_SCHEMA") or "public"
-    return SqlIdempotencyStore(views.datastore, schema)  # type: ignore[attr-defined]
+        return env.get("POSTGRES_SCHEMA") or "public"
+    return None
+
+
+def _relay_lane(settings: Settings, event_log: EventLog, extras: dict[str, Any]) -> Lane | None:
+    """Every stored event to NATS JetStream, when NATS_URL is set."""
+    if not settings.nats_url:
+        return None
+    from sora2.adapters.nats.relay import NatsRelay
+    from sora2.adapters.nats.relay_processor import RelayProcessor
+
+    relay = NatsRelay(
+        event_log,
+        event_log.factory.tracking_recorder(),
+        settings.nats_url,
+        settings.nats_stream,
+        subject_prefix=settings.nats_subject_prefix,
+    )
+    extras["nats_relay"] = processor = RelayProcessor(relay)
+    return Lane(processor, LogReader(event_log), batch_size=relay.page_size)
 
 
 def _payments(settings: Settings, extras: dict[str, Any]) -> PaymentProvider:

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     from sora2.adapters.cli_ledger import add_ledger_commands
 
     add_ledger_commands(commands)
+    from sora2.adapters.cli_views import add_views_commands
+
+    add_views_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -34,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return ledger(args, settings)
     if args.command == "worker":
         return worker(settings)
+    if args.command == "views":
+        return views(args, settings)
     return 1
 
 
@@ -50,7 +55,7 @@ def worker(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     logging.getLogger("sora2").info("worker %s taking video jobs", sora2.jobs.worker)
-    sora2.jobs.sweep_forever(interval=1.0)
+    sora2.start(render=True)
     stop.wait()
     sora2.close()
     return 0
@@ -63,6 +68,17 @@ def ledger(args: argparse.Namespace, settings: Settings) -> int:
     sora2 = bootstrap(settings)
     try:
         return run_ledger_command(args, sora2)
+    finally:
+        sora2.close()
+
+
+def views(args: argparse.Namespace, settings: Settings) -> int:
+    from sora2.adapters.cli_views import run_views_command
+    from sora2.bootstrap import bootstrap
+
+    sora2 = bootstrap(settings)
+    try:
+        return run_views_command(args, sora2)
     finally:
         sora2.close()
 

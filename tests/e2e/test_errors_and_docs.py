@@ -119,7 +119,10 @@ def test_health_and_ready_answer_200(api: Api) -> None:
     with api.client() as c:
         health, ready = c.get("/health"), c.get("/ready")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    processors = {p["name"]: p for p in ready.json()["processors"]}
+    assert set(processors) >= {"sora2/read-models", "sora2/job-dispatch"}
+    assert not any("stuck" in p for p in processors.values())
 
 
 # --- CORS ------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_a_completed_video_downloads_as_a_playable_mp4_of_its_duration_and_size(
         "id": video["id"],
         "status": "COMPLETED",
         "progress": 100,
-        "estimatedTimeRemaining": 0,
+        "estimatedTimeRemaining": None,  # null once final
     }
 
     response = rendered.client.get(video["videoUrl"])
@@ -223,7 +223,7 @@ def test_status_reports_progress_and_time_remaining_until_completed(app: App) ->
         "id": video["id"],
         "status": "COMPLETED",
         "progress": 100,
-        "estimatedTimeRemaining": 0,
+        "estimatedTimeRemaining": None,  # null once final
     }
     running = [s for s in seen if s["status"] == "PROCESSING" and 0 < s["progress"] < 100]
     assert running, seen

@@ -85,7 +85,7 @@ def test_a_real_render_streams_ordered_progress_and_exactly_one_final_event(
                 "id": final["id"],
                 "status": "COMPLETED",
                 "progress": 100,
-                "estimatedTimeRemaining": 0,
+                "estimatedTimeRemaining": None,  # null once final
             }
             running = [s for s in states if s["status"] == "PROCESSING" and s["progress"] > 0]
             assert len(running) >= 2, states  # progress arrives while it renders

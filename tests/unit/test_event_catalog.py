@@ -69,8 +69,9 @@ def every_kind_of_event() -> list[Any]:
     for video in (done, broken, dropped):
         ledger.reserve(video.id, video.cost, next(t))
     done.start(next(t), "host:1:aa")
-    done.resume("host:2:bb", next(t))
-    done.report_progress(40, 3, next(t))
+    # events of logs written before heartbeats and progress moved to the job board
+    done._resumed("host:2:bb", next(t))
+    done._progress_reported(40, 3, next(t))
     done.complete("videos/done.mp4", "videos/done.jpg", next(t))
     ledger.settle(done.id, next(t))
     done.share("share-token-hash", next(t))

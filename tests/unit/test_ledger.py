@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import RecordConflictError
 
+from sora2.adapters.event_store import sqlite_env
+from sora2.application.event_log import EventLog
 from sora2.domain.credits.ledger import CreditLedger
 from sora2.domain.errors import Conflict, InsufficientCredits, InvalidInput
+from sora2.domain.videos.video import Video
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -156,14 +161,35 @@ def test_settle_makes_the_reservation_final() -> None:
     event = only_event(ledger)
     assert isinstance(event, CreditLedger.Settled)
     assert (event.user_id, event.video_id) == (user_id, video_id)
-    assert (ledger.balance, ledger.held, ledger.settled) == (30, {}, {video_id})
+    assert (ledger.balance, ledger.held) == (30, {})
 
     assert ledger.refund(video_id, NOW) is False
     assert ledger.settle(video_id, NOW) is False
     assert ledger.collect_events() == []
     assert ledger.balance == 30
-    with pytest.raises(Conflict):  # a delivered video cannot be charged again
-        ledger.reserve(video_id, 1, NOW)
+
+
+def test_a_delivered_video_cannot_be_charged_again(tmp_path: Path) -> None:
+    """The ledger does not remember delivered videos (its state, and so each load, stays
+    small); the log refuses the second charge: a reservation is only saved with the video's
+    creation, and the log records one creation per id."""
+    log = EventLog(env=sqlite_env(tmp_path / "log.db"))
+    user_id = uuid4()
+    ledger = CreditLedger(user_id=user_id, timestamp=NOW)
+    ledger.reward(50, "start", NOW)
+    video = Video.request(uuid4(), user_id, "a cat", 5, "16:9", 2, NOW)
+    ledger.reserve(video.id, video.cost, NOW)
+    log.commit(video, ledger)
+    ledger.settle(video.id, NOW)
+    log.commit(ledger)
+
+    again = Video.request(video.id, user_id, "a cat", 5, "16:9", 2, NOW)
+    ledger = log.load(CreditLedger, ledger.id)
+    ledger.reserve(again.id, again.cost, NOW)
+    with pytest.raises(RecordConflictError):
+        log.commit(again, ledger)
+    stored = log.load(CreditLedger, ledger.id)
+    assert (stored.balance, stored.held, stored.version) == (40, {}, 4)
 
 
 def test_settle_after_refund_does_nothing() -> None:
@@ -174,7 +200,7 @@ def test_settle_after_refund_does_nothing() -> None:
     ledger.collect_events()
     assert ledger.settle(video_id, NOW) is False
     assert ledger.collect_events() == []
-    assert (ledger.balance, ledger.settled) == (50, set())
+    assert (ledger.balance, ledger.held) == (50, {})
 
 
 BAD_AMOUNTS = [0, -1, True, False, 1.5, 2.0, "5", None]

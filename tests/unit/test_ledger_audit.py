@@ -191,7 +191,7 @@ def test_a_refund_for_a_completed_video_is_a_problem(sora2: Sora2, tmp_path: Pat
     video = sora2.videos.request(alice, "a cat", 5, "16:9").id
     complete(sora2, tmp_path, video)
     ledger = ledger_of(sora2, alice)
-    ledger.held[video] = 5  # settled: the domain would refuse, so forge what it holds
+    ledger._holds[str(video)] = 5  # settled: the domain would refuse, so forge the hold
     ledger._refunded(alice, video, 5, ledger.balance + 5, sora2.clock.now())
     append(sora2, ledger)
 
@@ -205,7 +205,7 @@ def test_a_second_refund_for_one_cancelled_video_is_a_problem(sora2: Sora2) -> N
     video = sora2.videos.request(alice, "a cat", 5, "16:9").id
     sora2.videos.cancel(alice, video)
     ledger = ledger_of(sora2, alice)
-    ledger.held[video] = 5  # already refunded: forge the hold the domain gave back
+    ledger._holds[str(video)] = 5  # already refunded: forge the hold the domain gave back
     ledger._refunded(alice, video, 5, ledger.balance + 5, sora2.clock.now())
     append(sora2, ledger)
 
@@ -222,7 +222,7 @@ def test_a_refund_of_another_amount_or_of_a_video_never_charged_is_a_problem(
     video = sora2.videos.request(alice, "a cat", 5, "16:9").id
     ledger = ledger_of(sora2, alice)  # holds the video's 5 credits
     stranger = uuid4()
-    ledger.held[stranger] = 3  # a hold on a video that was never requested nor charged
+    ledger._holds[str(stranger)] = 3  # a hold on a video never requested nor charged
     ledger._refunded(alice, video, 7, ledger.balance + 7, sora2.clock.now())
     ledger._refunded(alice, stranger, 3, ledger.balance + 3, sora2.clock.now())
     append(sora2, ledger)

@@ -1,8 +1,8 @@
-"""The Video's job claim: who renders it, and when another runner may take over."""
+"""The Video's start: which runner took it first, and that old logs still replay."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -11,7 +11,6 @@ from sora2.domain.errors import Conflict
 from sora2.domain.videos.video import Video
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-LEASE = timedelta(seconds=60)
 
 
 def started(worker: str = "host:1:a") -> Video:
@@ -20,42 +19,23 @@ def started(worker: str = "host:1:a") -> Video:
     return video
 
 
-def test_a_started_video_names_its_runner_and_is_not_abandoned_within_the_lease() -> None:
+def test_a_started_video_names_its_first_runner() -> None:
     video = started()
-    assert video.worker == "host:1:a"
-    assert not video.is_abandoned(T0 + LEASE, LEASE)
-    assert video.is_abandoned(T0 + LEASE + timedelta(seconds=1), LEASE)
-
-
-def test_progress_is_a_sign_of_life() -> None:
-    video = started()
-    video.report_progress(10, 5, T0 + timedelta(seconds=50))
-    assert not video.is_abandoned(T0 + timedelta(seconds=100), LEASE)
-    assert video.is_abandoned(T0 + timedelta(seconds=111), LEASE)
-
-
-def test_another_runner_resumes_and_owns_it() -> None:
-    video = started()
-    video.resume("host:2:b", T0 + timedelta(seconds=90))
-    assert video.worker == "host:2:b" and video.status == "PROCESSING"
-    assert not video.is_abandoned(T0 + timedelta(seconds=120), LEASE)
+    assert video.worker == "host:1:a" and video.status == "PROCESSING"
 
 
 @pytest.mark.parametrize("end", ["complete", "fail", "cancel"])
-def test_only_a_processing_video_can_be_resumed_or_abandoned(end: str) -> None:
-    pending = Video.request(uuid4(), uuid4(), "p", 5, "16:9", 1, T0)
-    with pytest.raises(Conflict):
-        pending.resume("w", T0)
-    assert not pending.is_abandoned(T0 + timedelta(days=1), LEASE)
+def test_only_a_pending_video_starts(end: str) -> None:
     video = started()
+    with pytest.raises(Conflict):
+        video.start(T0, "host:2:b")
     {
         "complete": lambda: video.complete("v.mp4", "v.jpg", T0),
         "fail": lambda: video.fail("boom", T0),
         "cancel": lambda: video.cancel(T0),
     }[end]()
     with pytest.raises(Conflict):
-        video.resume("w", T0)
-    assert not video.is_abandoned(T0 + timedelta(days=1), LEASE)
+        video.start(T0, "host:2:b")
 
 
 def test_a_started_event_from_before_runner_ids_still_replays() -> None:
@@ -66,3 +46,13 @@ def test_a_started_event_from_before_runner_ids_still_replays() -> None:
     for e in events:
         replayed = e.mutate(replayed)
     assert replayed is not None and replayed.status == "PROCESSING" and replayed.worker == ""
+
+
+def test_progress_and_takeover_events_of_older_logs_still_replay() -> None:
+    video = started()
+    video._progress_reported(40, 3, T0)  # written by releases that kept progress in the log
+    video._resumed("host:2:b", T0)
+    replayed = None
+    for e in video.collect_events():
+        replayed = e.mutate(replayed)
+    assert replayed is not None and replayed.progress == 40 and replayed.worker == "host:2:b"

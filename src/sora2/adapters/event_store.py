@@ -30,8 +30,8 @@ def postgres_env(database_url: str, schema: str | None) -> dict[str, str]:
         "POSTGRES_PORT": str(url.port or 5432),
         "POSTGRES_USER": unquote(url.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(url.password or ""),
-        "POSTGRES_POOL_SIZE": "4",
-        "POSTGRES_MAX_OVERFLOW": "16",
+        "POSTGRES_POOL_SIZE": "8",  # the handler threads and the runner's lanes share it
+        "POSTGRES_MAX_OVERFLOW": "32",
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
     }

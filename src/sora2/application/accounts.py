@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID, uuid4
 
+from sora2.application.answers import user_row
 from sora2.application.event_log import EventLog, retry_on_conflict
-from sora2.application.follower import Follower
 from sora2.application.media import sniff_image
 from sora2.application.ports import BlobStorage, Clock, Mailer, PasswordHasher
+from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import UserRow
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
@@ -49,7 +50,7 @@ class Accounts:
         self,
         log: EventLog,
         views: ReadModelView,
-        follower: Follower,
+        seen: ReadYourWrites,
         hasher: PasswordHasher,
         mailer: Mailer,
         storage: BlobStorage,
@@ -59,7 +60,7 @@ class Accounts:
     ) -> None:
         self.log = log
         self.views = views
-        self.follower = follower
+        self.seen = seen
         self.hasher = hasher
         self.mailer = mailer
         self.storage = storage
@@ -75,7 +76,7 @@ class Accounts:
         password_hash = self.hasher.hash(check_password(password))
         user_id = uuid4()
 
-        def decide() -> tuple[int | None, Session]:
+        def decide() -> tuple[int | None, Session, User]:
             now = self.clock.now()
             user = User.register(user_id, email, username, password_hash, now)
             claims = [
@@ -86,10 +87,9 @@ class Accounts:
             if self.signup_bonus > 0:
                 ledger.reward(self.signup_bonus, SIGNUP_BONUS_REASON, now)
             session = Session(id=uuid4(), user_id=user_id, token_id=uuid4(), epoch=0, timestamp=now)
-            return self.log.commit(user, *claims, ledger, session), session
+            return self.log.commit(user, *claims, ledger, session), session, user
 
-        position, session = retry_on_conflict(decide)
-        return self._grant(session, position)
+        return self._grant(*retry_on_conflict(decide))
 
     def login(self, email: str, password: str) -> SessionGrant:
         user = self._user_by_email(email)
@@ -104,12 +104,12 @@ class Accounts:
             epoch=user.session_epoch,
             timestamp=self.clock.now(),
         )
-        return self._grant(session, self.log.commit(session))
+        return self._grant(self.log.commit(session), session, user)
 
     def refresh(self, session_id: UUID, token_id: UUID) -> SessionGrant:
         """Rotate the refresh token; a replayed one ends the whole session."""
 
-        def decide() -> tuple[int | None, Session]:
+        def decide() -> tuple[int | None, Session, User]:
             session = self.log.find(Session, session_id)
             if session is None:
                 raise NotAuthenticated("invalid refresh token")
@@ -120,10 +120,9 @@ class Accounts:
             position = self.log.commit(session)
             if not fresh:
                 raise NotAuthenticated("refresh token reuse detected; the session was revoked")
-            return position, session
+            return position, session, user
 
-        position, session = retry_on_conflict(decide)
-        return self._grant(session, position)
+        return self._grant(*retry_on_conflict(decide))
 
     def logout(self, session_id: UUID) -> None:
         def decide() -> None:
@@ -137,7 +136,9 @@ class Accounts:
     def authenticate(self, user_id: UUID, session_id: UUID, epoch: int) -> UserRow:
         """The user behind an access token, unless its session ended (logout, token reuse)
         or the account's sessions were revoked (password change or reset)."""
-        user = self.views.user(user_id)
+        user = self.views.user(user_id)  # no wait: only the epoch matters here
+        if user is None or epoch != user.session_epoch:  # the view may not have it yet
+            user = self._user_row(user_id)
         if user is None:
             raise NotAuthenticated("the account no longer exists")
         if epoch != user.session_epoch:
@@ -194,7 +195,7 @@ class Accounts:
             user.reset_password(_digest(secret), password_hash, self.clock.now())
             return self.log.commit(user)
 
-        self.follower.wait_for(retry_on_conflict(decide))
+        self.seen.note(user_id, retry_on_conflict(decide))
 
     def change_password(self, user_id: UUID, current: str, new: str) -> SessionGrant:
         """Set a new password, end every session, and open a fresh one for the caller."""
@@ -204,7 +205,7 @@ class Accounts:
             raise NotAuthenticated("the current password is wrong")
         password_hash = self.hasher.hash(new)
 
-        def decide() -> tuple[int | None, Session]:
+        def decide() -> tuple[int | None, Session, User]:
             fresh = self.log.load(User, user_id, "user")
             now = self.clock.now()
             fresh.change_password(password_hash, now)
@@ -215,15 +216,14 @@ class Accounts:
                 epoch=fresh.session_epoch,
                 timestamp=now,
             )
-            return self.log.commit(fresh, session), session
+            return self.log.commit(fresh, session), session, fresh
 
-        position, session = retry_on_conflict(decide)
-        return self._grant(session, position)
+        return self._grant(*retry_on_conflict(decide))
 
     # --- profile -------------------------------------------------------------------------
 
     def profile(self, user_id: UUID) -> UserRow:
-        user = self.views.user(user_id)
+        user = self._user_row(user_id)
         if user is None:
             raise NotFound("user not found")
         return user
@@ -232,7 +232,7 @@ class Accounts:
         email = normalize_email(email) if email is not None else None
         username = check_username(username) if username is not None else None
 
-        def decide() -> int | None:
+        def decide() -> tuple[int | None, User]:
             user = self.log.load(User, user_id, "user")
             now, changed = self.clock.now(), []
             for kind, new, old in (
@@ -250,10 +250,11 @@ class Accounts:
                 user.change_email(email, now)
             if username is not None:
                 user.change_username(username, now)
-            return self.log.commit(user, *changed)
+            return self.log.commit(user, *changed), user
 
-        self.follower.wait_for(retry_on_conflict(decide))
-        return self.profile(user_id)
+        position, user = retry_on_conflict(decide)
+        self.seen.note(user_id, position)
+        return user_row(user)
 
     def set_avatar(self, user_id: UUID, data: bytes) -> UserRow:
         if len(data) > AVATAR_MAX_BYTES:
@@ -262,20 +263,20 @@ class Accounts:
         key = f"avatars/{user_id}/{hashlib.sha256(data).hexdigest()[:16]}.{kind.extension}"
         self.storage.put_bytes(key, data, kind.content_type)
 
-        def decide() -> tuple[int | None, str | None]:
+        def decide() -> tuple[int | None, str | None, User]:
             user = self.log.load(User, user_id, "user")
             previous = user.avatar_key
             user.change_avatar(key, self.clock.now())
-            return self.log.commit(user), previous
+            return self.log.commit(user), previous, user
 
-        position, previous = retry_on_conflict(decide)
-        self.follower.wait_for(position)
+        position, previous, user = retry_on_conflict(decide)
+        self.seen.note(user_id, position)
         if previous and previous != key:  # the old picture is no longer anyone's
             try:
                 self.storage.delete(previous)
             except Exception:
                 log.exception("could not remove the old avatar %s", previous)
-        return self.profile(user_id)
+        return user_row(user)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -298,11 +299,18 @@ class Accounts:
             self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
         return self._dummy
 
-    def _grant(self, session: Session, position: int | None) -> SessionGrant:
-        self.follower.wait_for(position)
-        return SessionGrant(
-            self.profile(session.user_id), session.id, session.token_id, session.epoch
-        )
+    def _grant(self, position: int | None, session: Session, user: User) -> SessionGrant:
+        self.seen.note(user.id, position)
+        return SessionGrant(user_row(user), session.id, session.token_id, session.epoch)
+
+    def _user_row(self, user_id: UUID) -> UserRow | None:
+        """The user's row once it holds their own last command; from the log itself if the
+        read models do not have it yet (another process registered it a moment ago)."""
+        self.seen.wait(user_id)
+        row = self.views.user(user_id)
+        if row is None and (user := self.log.find(User, user_id)) is not None:
+            return user_row(user)
+        return row
 
 
 def _digest(secret: str) -> str:

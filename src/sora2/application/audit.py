@@ -135,12 +135,12 @@ class LedgerAudit:
 
     def verify(self) -> Report:
         """Compare the read models with a fresh fold and check the ledger's invariants."""
-        before = self.views.max_tracking_id(FOLLOWER_NAME) or 0
+        before = self.views.position_of(FOLLOWER_NAME)
         balances = self.views.all_balances()
         fold = self._advance(_Fold())  # reaches at least `before`: the log leads the views
         users = set(balances) | set(fold.by_user)
         lists = {user_id: self._credit_rows(user_id) for user_id in users}
-        after = self.views.max_tracking_id(FOLLOWER_NAME) or 0
+        after = self.views.position_of(FOLLOWER_NAME)
         self._fold = fold = self._advance(fold)  # and now at least `after`
         report = Report(
             problems=list(fold.problems),

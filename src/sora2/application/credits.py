@@ -5,21 +5,25 @@ from __future__ import annotations
 from uuid import UUID
 
 from sora2.application.orders import Orders, PaymentOutcome
+from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import CreditRow, Page
 from sora2.application.projections.view import ReadModelView
 
 
 class Credits:
-    def __init__(self, views: ReadModelView, orders: Orders) -> None:
+    def __init__(self, views: ReadModelView, orders: Orders, seen: ReadYourWrites) -> None:
         self.views = views
         self.orders = orders
+        self.seen = seen
 
     def balance(self, user_id: UUID) -> int:
+        self.seen.wait(user_id)
         return self.views.balance_of(user_id)
 
     def transactions(
         self, user_id: UUID, type: str | None, page: int, limit: int
     ) -> Page[CreditRow]:
+        self.seen.wait(user_id)
         return self.views.credits(user_id, type, page, limit)
 
     def recharge(self, user_id: UUID, credits: int, payment_method: str) -> PaymentOutcome:

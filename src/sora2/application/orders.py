@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID, uuid4
 
+from sora2.application.answers import order_row
 from sora2.application.event_log import EventLog, retry_on_conflict
-from sora2.application.follower import Follower
 from sora2.application.ports import Clock, PaymentInstructions, PaymentProvider
+from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import OrderRow, Page
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
@@ -31,14 +32,14 @@ class Orders:
         self,
         log: EventLog,
         views: ReadModelView,
-        follower: Follower,
+        seen: ReadYourWrites,
         payments: PaymentProvider,
         clock: Clock,
         credit_price: Decimal,
     ) -> None:
         self.log = log
         self.views = views
-        self.follower = follower
+        self.seen = seen
         self.payments = payments
         self.clock = clock
         self.credit_price = credit_price
@@ -47,13 +48,15 @@ class Orders:
         order = Order.place(
             uuid4(), user_id, credits, self.credit_price, payment_method, self.clock.now()
         )
-        self.follower.wait_for(self.log.commit(order))
-        return self.get(user_id, order.id)
+        self.seen.note(user_id, self.log.commit(order))
+        return order_row(order)
 
     def list(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[OrderRow]:
+        self.seen.wait(user_id)
         return self.views.orders(user_id, status, page, limit)
 
     def get(self, user_id: UUID, order_id: UUID) -> OrderRow:
+        self.seen.wait(user_id)
         row = self.views.order(order_id)
         if row is None or row.user_id != user_id:  # another user's order does not exist for you
             raise NotFound("order not found")
@@ -70,34 +73,36 @@ class Orders:
         )
         if instructions.paid:  # the provider settled at once (sandbox)
             self.confirm_payment(order.id, instructions.provider_reference or "")
-        return PaymentOutcome(self.get(user_id, order_id), instructions)
+            order = self.log.load(Order, order_id, "order")
+        return PaymentOutcome(order_row(order), instructions)
 
     def confirm_payment(self, order_id: UUID, provider_reference: str) -> bool:
         """Mark paid and recharge; False (and no change) if it was already paid."""
 
-        def decide() -> tuple[bool, int | None]:
+        def decide() -> tuple[bool, int | None, UUID]:
             order = self.log.load(Order, order_id, "order")
             if order.status == "PAID":
-                return False, None
+                return False, None, order.user_id
             now = self.clock.now()
             order.mark_paid(provider_reference, now)
             ledger = self.log.load(CreditLedger, CreditLedger.create_id(order.user_id), "ledger")
             if order.id in ledger.recharged_orders:  # read the order just before a rival's save
-                return False, None
+                return False, None, order.user_id
             ledger.recharge(order.id, order.credits, now)
-            return True, self.log.commit(order, ledger)
+            return True, self.log.commit(order, ledger), order.user_id
 
-        changed, position = retry_on_conflict(decide)
-        self.follower.wait_for(position)
+        changed, position, user_id = retry_on_conflict(decide)
+        self.seen.note(user_id, position)
         return changed
 
     def cancel(self, user_id: UUID, order_id: UUID) -> OrderRow:
-        def decide() -> int | None:
+        def decide() -> tuple[int | None, Order]:
             order = self.log.find(Order, order_id)
             if order is None or order.user_id != user_id:
                 raise NotFound("order not found")
             order.cancel(self.clock.now())
-            return self.log.commit(order)
+            return self.log.commit(order), order
 
-        self.follower.wait_for(retry_on_conflict(decide))
-        return self.get(user_id, order_id)
+        position, order = retry_on_conflict(decide)
+        self.seen.note(user_id, position)
+        return order_row(order)

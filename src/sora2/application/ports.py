@@ -124,3 +124,58 @@ class PaymentProvider(Protocol):
     def start_payment(
         self, order_id: UUID, amount: str, credits: int, method: str
     ) -> PaymentInstructions: ...
+
+
+# --- video jobs: leases, heartbeats and progress (ephemeral: not in the log) -------------
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A running job as its runner last reported it."""
+
+    video_id: UUID
+    worker: str
+    progress: int  # percent, 0-99 while running
+    seconds_remaining: int | None  # the generator's own estimate, if it gives one
+    heartbeat_at: datetime
+
+
+class JobBoard(Protocol):
+    """Who renders which video, how far it got, and how fast renders go.
+
+    The log records that a video started; this board holds what changes every second and
+    matters to nobody once the video is final.
+    """
+
+    def claim(
+        self,
+        video_id: UUID,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        runner_is_gone: Callable[[str], bool],
+    ) -> bool:
+        """Take the job for `worker`: free, ours already, or its runner gone or silent for
+        longer than the lease. Two runners claiming at once: one wins."""
+
+    def beat(
+        self,
+        video_id: UUID,
+        worker: str,
+        now: datetime,
+        progress: int | None = None,
+        seconds_remaining: int | None = None,
+    ) -> bool:
+        """A sign of life (and progress); False once the job is no longer `worker`'s."""
+
+    def release(self, video_id: UUID) -> None:
+        """The video is final (or gone): forget its job."""
+
+    def states(self, video_ids: list[UUID]) -> dict[UUID, JobState]:
+        """The jobs of these videos that are running."""
+
+    def record_rate(self, seconds_per_video_second: float) -> None:
+        """A render finished: how long it took per second of video."""
+
+    def render_rate(self) -> float | None:
+        """Seconds of rendering per second of video, averaged over recent renders."""

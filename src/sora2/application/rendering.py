@@ -1,11 +1,11 @@
 """Background video jobs: render each requested video in a worker thread.
 
-At most `concurrency` jobs render at once; the rest wait in the pool's queue. On start-up,
-`resume()` picks up every video a crash left PENDING or PROCESSING, so no paid job is lost;
-a sweeper keeps doing so, which is how `sora2 worker` processes find work. Each runner has
-an id; a job is claimed in the log (see `Videos.start_job`) and kept alive by heartbeats,
-so two runners never render one video unless its runner is gone or silent past the lease.
-A job stops promptly when its video is cancelled or deleted, in this process or another.
+At most `concurrency` jobs render at once; the rest wait in the pool's queue. New requests
+arrive through the job-dispatch processor (`submit`), cancels too (`cancel`), from any
+process. On start-up, `resume()` picks up every video a crash left PENDING or PROCESSING,
+so no paid job is lost; a sweeper keeps doing so. Each runner has an id; a job is claimed on
+the job board (see `Videos.start_job`) and kept alive by heartbeats there, so two runners
+never render one video unless its runner is gone or silent past the lease.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ class VideoJobs:
         generator: VideoGenerator,
         concurrency: int = 2,
         workdir: Path | None = None,
-        progress_every: float = 1.0,
-        cancel_check_every: float = 0.5,
+        progress_every: float = 0.5,
         worker: str = "",
         lease: timedelta = timedelta(seconds=60),
         runner_is_gone: Callable[[str], bool] = lambda worker: False,
@@ -52,10 +51,10 @@ class VideoJobs:
         self.generator = generator
         self.workdir = workdir
         self.progress_every = progress_every
-        self.cancel_check_every = cancel_check_every
         self.worker = worker
         self.lease = lease
-        self.heartbeat_every = lease.total_seconds() / 4
+        self.take_new_jobs = take_new_jobs
+        self.heartbeat_every = min(lease.total_seconds() / 4, 5.0)
         self.runner_is_gone = runner_is_gone
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
@@ -64,9 +63,6 @@ class VideoJobs:
         self._futures: dict[UUID, Future[None]] = {}
         self._lock = threading.Lock()
         self._closed = False
-        if take_new_jobs:  # else requests only land in the log, for `sora2 worker` to take
-            videos.on_requested = self.submit
-        videos.on_cancelled = self.cancel
 
     def submit(self, video_id: UUID) -> None:
         with self._lock:
@@ -141,6 +137,7 @@ class VideoJobs:
         video = self.videos.start_job(video_id, self.worker, self.lease, self.runner_is_gone)
         if video is None or flag.is_set():
             return
+        began = time.monotonic()
         request = GenerationRequest(video.id, video.prompt, video.duration, video.aspect_ratio)
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +150,8 @@ class VideoJobs:
                 self._progress_reporter(video_id, flag),
                 self._cancel_check(video_id, flag),
             )
-            self.videos.complete_job(video_id, files)  # refuses if cancelled meanwhile
+            if self.videos.complete_job(video_id, files):  # refuses if cancelled meanwhile
+                self._record_rate(time.monotonic() - began, video.duration)
         except GenerationCancelled:
             log.info("video job %s stopped", video_id)  # cancel/delete already refunded
         except GenerationFailed as failure:
@@ -171,29 +169,33 @@ class VideoJobs:
                 return
             last.update(progress=progress, at=now)
             eta = None if seconds_remaining is None else max(0, round(seconds_remaining))
-            if not self.videos.report_progress(video_id, int(progress), eta):
-                flag.set()  # cancelled or deleted elsewhere
+            if not self.videos.report_progress(video_id, self.worker, int(progress), eta):
+                flag.set()  # cancelled, deleted or taken over elsewhere
 
         return on_progress
 
     def _cancel_check(self, video_id: UUID, flag: threading.Event):  # noqa: ANN202
-        last = {"at": time.monotonic(), "beat": time.monotonic()}
+        """True once the job must stop. A cancel anywhere reaches us through the dispatch
+        processor (`cancel`); a heartbeat also tells us if our claim was lost."""
+        last = {"beat": time.monotonic()}
 
         def cancelled() -> bool:
             if flag.is_set():
                 return True
             now = time.monotonic()
             if now - last["beat"] >= self.heartbeat_every:  # keep our claim alive
-                last["beat"] = last["at"] = now
+                last["beat"] = now
                 if not self.videos.heartbeat(video_id, self.worker):
-                    flag.set()
-            elif now - last["at"] >= self.cancel_check_every:
-                last["at"] = now
-                if not self.videos.is_active(video_id):  # cancelled by another process
                     flag.set()
             return flag.is_set()
 
         return cancelled
+
+    def _record_rate(self, elapsed: float, duration: int) -> None:
+        try:
+            self.videos.board.record_rate(elapsed / max(1, duration))
+        except Exception:  # only the estimate suffers
+            log.warning("could not record the render rate", exc_info=True)
 
     def _remove_abandoned_folders(self) -> None:
         """Working folders of runners that are gone (a crash): their renders start over."""

@@ -10,22 +10,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
+from sora2.application.answers import video_row
 from sora2.application.event_log import EventLog, retry_on_conflict
-from sora2.application.follower import Follower
-from sora2.application.ports import BlobStorage, Clock, GeneratedVideo
+from sora2.application.ports import BlobStorage, Clock, GeneratedVideo, JobBoard
+from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import Page, VideoRow
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
 from sora2.domain.errors import Conflict, NotFound
-from sora2.domain.videos.video import Video
+from sora2.domain.videos.video import FINAL, Video
 
 log = logging.getLogger("sora2.videos")
+
+DEFAULT_RENDER_RATE = 1.0  # seconds of rendering per second of video, until one is measured
+RATE_REFRESH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class Videos:
         self,
         log: EventLog,
         views: ReadModelView,
-        follower: Follower,
+        seen: ReadYourWrites,
+        board: JobBoard,
         storage: BlobStorage,
         clock: Clock,
         credits_per_second: int,
@@ -47,13 +54,13 @@ class Videos:
     ) -> None:
         self.log = log
         self.views = views
-        self.follower = follower
+        self.seen = seen
+        self.board = board
         self.storage = storage
         self.clock = clock
         self.credits_per_second = credits_per_second
         self.share_secret = share_secret
-        self.on_requested: Callable[[UUID], None] = lambda video_id: None
-        self.on_cancelled: Callable[[UUID], None] = lambda video_id: None
+        self._rate: tuple[float, float] | None = None  # (seconds per second, read at)
 
     # --- the user's commands -------------------------------------------------------------
 
@@ -65,10 +72,11 @@ class Videos:
         aspect_ratio: str,
         regenerated_from: UUID | None = None,
     ) -> VideoRow:
-        """Create the video and reserve its cost together; InsufficientCredits → neither."""
+        """Create the video and reserve its cost together; InsufficientCredits → neither.
+        The answer is the video as requested: PENDING, whatever a job does next."""
         video_id = uuid4()
 
-        def decide() -> int | None:
+        def decide() -> tuple[int | None, Video]:
             now = self.clock.now()
             video = Video.request(
                 video_id,
@@ -82,15 +90,15 @@ class Videos:
             )
             ledger = self.log.load(CreditLedger, CreditLedger.create_id(user_id), "ledger")
             ledger.reserve(video.id, video.cost, now)
-            return self.log.commit(video, ledger)
+            return self.log.commit(video, ledger), video
 
-        self.follower.wait_for(retry_on_conflict(decide))
-        self.on_requested(video_id)
-        return self.get(user_id, video_id)
+        position, video = retry_on_conflict(decide)
+        self.seen.note(user_id, position)
+        return self._estimated([video_row(video)])[0]
 
     def regenerate(self, user_id: UUID, video_id: UUID) -> VideoRow:
         """A new video with the same prompt and settings, charged again."""
-        original = self.get(user_id, video_id)
+        original = self._own(user_id, video_id)
         return self.request(
             user_id,
             original.prompt,
@@ -101,9 +109,9 @@ class Videos:
 
     def cancel(self, user_id: UUID, video_id: UUID) -> VideoRow:
         self._own(user_id, video_id)
-        self.follower.wait_for(retry_on_conflict(lambda: self._end(video_id, None)))
-        self.on_cancelled(video_id)
-        return self.get(user_id, video_id)
+        position, video = retry_on_conflict(lambda: self._end(video_id, None))
+        self._ended(video, position)
+        return video_row(video)
 
     def delete(self, user_id: UUID, video_id: UUID) -> None:
         """Cancel a running job first (refunding it), then remove the video and its files."""
@@ -120,8 +128,7 @@ class Videos:
             return self.log.commit(*changed), video  # type: ignore[arg-type]
 
         position, video = retry_on_conflict(decide)
-        self.on_cancelled(video_id)
-        self.follower.wait_for(position)
+        self._ended(video, position)
         for key in (video.video_key, video.thumbnail_key):
             if key:
                 _remove_quietly(self.storage, key)
@@ -130,15 +137,15 @@ class Videos:
         """A public link token; the same one until it is revoked."""
         self._own(user_id, video_id)
 
-        def decide() -> tuple[int | None, str]:
+        def decide() -> tuple[int | None, str, Video]:
             video = self.log.load(Video, video_id, "video")
             token = self._share_token(video)
             video.share(_digest(token), self.clock.now())
-            return self.log.commit(video), token
+            return self.log.commit(video), token, video
 
-        position, token = retry_on_conflict(decide)
-        self.follower.wait_for(position)
-        return Shared(token, self.get(user_id, video_id))
+        position, token, video = retry_on_conflict(decide)
+        self.seen.note(user_id, position)
+        return Shared(token, video_row(video))
 
     def revoke_share(self, user_id: UUID, video_id: UUID) -> None:
         self._own(user_id, video_id)
@@ -148,20 +155,24 @@ class Videos:
             video.revoke_share(self.clock.now())
             return self.log.commit(video)
 
-        self.follower.wait_for(retry_on_conflict(decide))
+        self.seen.note(user_id, retry_on_conflict(decide))
 
     # --- queries -------------------------------------------------------------------------
 
     def list(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[VideoRow]:
-        return self.views.videos(user_id, status, page, limit)
+        self.seen.wait(user_id)
+        result = self.views.videos(user_id, status, page, limit)
+        return replace(result, items=self._estimated(result.items))
 
     def get(self, user_id: UUID, video_id: UUID) -> VideoRow:
+        self.seen.wait(user_id)
         row = self.views.video(video_id)
         if row is None or row.user_id != user_id:  # another user's video does not exist for you
             raise NotFound("video not found")
-        return row
+        return self._estimated([row])[0]
 
     def shared(self, token: str) -> VideoRow:
+        self.seen.wait_latest()
         row = self.views.video_by_share(_digest(token))
         if row is None or row.status != "COMPLETED":
             raise NotFound("this share link does not exist or was revoked")
@@ -185,55 +196,40 @@ class Videos:
     ) -> Video | None:
         """Claim the video's job for `worker`: the video to render, or None to leave it.
 
-        PENDING is started. PROCESSING is taken over only from ourselves (a restart), from a
-        runner known to be gone, or from one silent for longer than the lease. Two runners
-        claiming at once write to the same version: the loser re-reads and leaves it.
+        The claim is the job board's (free, ours, or its runner gone or silent past the
+        lease); a PENDING video is then started in the log, once.
         """
+        video = self.log.find(Video, video_id)
+        if video is None or video.is_final or video.deleted:
+            self.board.release(video_id)
+            return None
+        if not self.board.claim(video_id, worker, self.clock.now(), lease, runner_is_gone):
+            return None
 
         def decide() -> Video | None:
-            video = self.log.find(Video, video_id)
-            if video is None or video.is_final or video.deleted:
+            fresh = self.log.find(Video, video_id)
+            if fresh is None or fresh.is_final or fresh.deleted:
                 return None
-            now = self.clock.now()
-            if video.status == "PENDING":
-                video.start(now, worker)
-            elif (
-                video.worker == worker
-                or runner_is_gone(video.worker)
-                or video.is_abandoned(now, lease)
-            ):
-                video.resume(worker, now)
-            else:
-                return None  # its runner is alive
-            self.follower.wait_for(self.log.commit(video))
-            return video
+            if fresh.status == "PENDING":
+                fresh.start(self.clock.now(), worker)
+                self.seen.note(fresh.user_id, self.log.commit(fresh))
+            return fresh
 
-        return retry_on_conflict(decide)
+        started = retry_on_conflict(decide)
+        if started is None:
+            self.board.release(video_id)
+        return started
 
     def heartbeat(self, video_id: UUID, worker: str = "") -> bool:
-        """Tell other runners this job is alive; False once it is no longer PROCESSING or
-        another runner took it over (this one must stop)."""
-        video = self.log.find(Video, video_id)
-        if video is None or (worker and video.worker != worker):
-            return False
-        return self.report_progress(video_id, video.progress, video.seconds_remaining)
+        """Tell other runners this job is alive; False once another runner took it over or
+        the video ended (this one must stop)."""
+        return self.board.beat(video_id, worker, self.clock.now())
 
-    def report_progress(self, video_id: UUID, progress: int, seconds_remaining: int | None) -> bool:
-        """Record progress; False once the video is no longer PROCESSING (stop rendering)."""
-
-        def decide() -> bool:
-            video = self.log.find(Video, video_id)
-            if video is None or video.status != "PROCESSING":
-                return False
-            video.report_progress(progress, seconds_remaining, self.clock.now())
-            self.follower.wait_for(self.log.commit(video))
-            return True
-
-        return retry_on_conflict(decide)
-
-    def is_active(self, video_id: UUID) -> bool:
-        video = self.log.find(Video, video_id)
-        return video is not None and not video.is_final
+    def report_progress(
+        self, video_id: UUID, worker: str, progress: int, seconds_remaining: int | None
+    ) -> bool:
+        """Record progress (a heartbeat too); False once the job is no longer ours."""
+        return self.board.beat(video_id, worker, self.clock.now(), progress, seconds_remaining)
 
     def complete_job(self, video_id: UUID, files: GeneratedVideo) -> bool:
         """Store the files, then COMPLETED and the reservation settled, atomically.
@@ -258,7 +254,7 @@ class Videos:
             fresh.complete(video_key, thumbnail_key, now)
             ledger = self.log.load(CreditLedger, CreditLedger.create_id(fresh.user_id), "ledger")
             ledger.settle(video_id, now)
-            self.follower.wait_for(self.log.commit(fresh, ledger))
+            self._ended(fresh, self.log.commit(fresh, ledger))
             return True
 
         if retry_on_conflict(decide):
@@ -273,21 +269,22 @@ class Videos:
     def fail_job(self, video_id: UUID, error: str) -> bool:
         """FAILED and refunded, atomically; False if the video had already ended."""
 
-        def decide() -> int | None | bool:
+        def decide() -> tuple[int | None, Video] | None:
             video = self.log.find(Video, video_id)
             if video is None or video.is_final:
-                return False
+                return None
             return self._end(video_id, error)
 
         result = retry_on_conflict(decide)
-        if result is False:
+        if result is None:
             return False
-        self.follower.wait_for(result)  # type: ignore[arg-type]
+        position, video = result
+        self._ended(video, position)
         return True
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _end(self, video_id: UUID, error: str | None) -> int | None:
+    def _end(self, video_id: UUID, error: str | None) -> tuple[int | None, Video]:
         """Cancel (error None) or fail the video and refund its credits in one write."""
         video = self.log.load(Video, video_id, "video")
         now = self.clock.now()
@@ -295,21 +292,58 @@ class Videos:
             video.cancel(now)
         else:
             video.fail(error, now)
-        return self.log.commit(video, self._refund(video, now))
+        return self.log.commit(video, self._refund(video, now)), video
+
+    def _ended(self, video: Video, position: int | None) -> None:
+        self.seen.note(video.user_id, position)
+        try:
+            self.board.release(video.id)
+        except Exception:  # the job row is ephemeral: a stale one is swept, never harmful
+            log.warning("could not release the job of video %s", video.id, exc_info=True)
 
     def _refund(self, video: Video, now: object) -> CreditLedger:
         ledger = self.log.load(CreditLedger, CreditLedger.create_id(video.user_id), "ledger")
         ledger.refund(video.id, now)  # type: ignore[arg-type]
         return ledger
 
-    def _own(self, user_id: UUID, video_id: UUID) -> None:
+    def _own(self, user_id: UUID, video_id: UUID) -> Video:
         video = self.log.find(Video, video_id)
         if video is None or video.user_id != user_id or video.deleted:
             raise NotFound("video not found")
+        return video
 
     def _share_token(self, video: Video) -> str:
         message = f"{video.id}:{video.share_generation}".encode()
         return hmac.new(self.share_secret, message, hashlib.sha256).hexdigest()[:40]
+
+    def _estimated(self, rows: list[VideoRow]) -> list[VideoRow]:
+        """Rows with the running jobs' progress, and a whole number of seconds remaining
+        for every video that is not final (from its duration and the measured render rate)."""
+        running = [r.id for r in rows if r.status == "PROCESSING"]
+        jobs = self.board.states(running) if running else {}
+        rate = self._render_rate() if any(r.status not in FINAL for r in rows) else 0.0
+        estimated = []
+        for row in rows:
+            if row.status in FINAL:  # nothing remains
+                estimated.append(replace(row, seconds_remaining=None))
+                continue
+            job = jobs.get(row.id)
+            progress = job.progress if job is not None and row.status == "PROCESSING" else 0
+            own = job.seconds_remaining if job is not None else None
+            remaining = own if own is not None else row.duration * rate * (100 - progress) / 100
+            seconds = max(1, math.ceil(remaining))
+            estimated.append(replace(row, progress=progress, seconds_remaining=seconds))
+        return estimated
+
+    def _render_rate(self) -> float:
+        now = time.monotonic()
+        if self._rate is None or now - self._rate[1] > RATE_REFRESH_SECONDS:
+            try:
+                measured = self.board.render_rate()
+            except Exception:
+                measured = None
+            self._rate = (measured if measured is not None else DEFAULT_RENDER_RATE, now)
+        return self._rate[0]
 
 
 def _remove_quietly(storage: BlobStorage, key: str) -> None:

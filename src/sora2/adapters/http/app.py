@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 from litestar import Litestar, MediaType, Request, get
+from litestar.concurrency import get_asyncio_executor, set_asyncio_executor
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -27,7 +28,6 @@ from sora2.adapters.http.controllers.videos import VideosController
 from sora2.adapters.http.errors import error_response
 from sora2.adapters.http.idempotency import IdempotencyMiddleware
 from sora2.adapters.http.rate_limit import RateLimitMiddleware
-from sora2.adapters.nats.relay import relay_from_settings
 from sora2.bootstrap import Sora2
 
 DESCRIPTION = (
@@ -40,18 +40,9 @@ DESCRIPTION = (
 
 @asynccontextmanager
 async def background_work(sora2: Sora2) -> AsyncIterator[None]:
-    """While the app serves: resume unfinished video jobs; relay events to NATS if configured."""
-    await anyio.to_thread.run_sync(sora2.start_jobs)
-    relay = relay_from_settings(sora2, subject_prefix=sora2.settings.nats_subject_prefix)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run_forever(stop)) if relay else None
-    try:
-        yield
-    finally:
-        stop.set()
-        if task is not None and relay is not None:
-            await task
-            await relay.close()
+    """While the app serves, the container follows the log and (VIDEO_JOBS=inline) renders."""
+    await anyio.to_thread.run_sync(sora2.start)
+    yield
 
 
 @get("/api-docs.json", include_in_schema=False, media_type=MediaType.JSON)
@@ -59,8 +50,17 @@ async def openapi_json(request: Request) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
+# Handlers block on the database; the loop's default executor has cpu+4 threads, too few to
+# keep a queue of saves (each waits for the event table's lock) and reads in flight at once.
+HANDLER_THREADS = 64
+
+
 def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
     settings = sora2.settings
+    if get_asyncio_executor() is None:
+        set_asyncio_executor(
+            ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="handler")
+        )
     handlers: list[Any] = [
         HealthController,
         AuthController,

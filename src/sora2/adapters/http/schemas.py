@@ -1,7 +1,9 @@
 """Request and response bodies of the HTTP API, as msgspec Structs (camelCase on the wire).
 
 Limits live in the types (`Meta`), so Litestar refuses bad input with a 400 before any
-handler runs, and the OpenAPI document shows the same limits.
+handler runs, and the OpenAPI document shows the same limits. Every string a client sends
+is `SingleLineText` or `MultilineText` (or a pattern that implies it, as `Email`): no
+control characters reach a command (see sora2.domain.text, which guards the same again).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from litestar.params import HeaderParameter
 from msgspec import Meta
 
 from sora2.domain.orders.order import MAX_CREDITS_PER_ORDER
+from sora2.domain.text import MULTILINE_PATTERN, SINGLE_LINE_PATTERN
 from sora2.domain.users.rules import (
     EMAIL_MAX_LENGTH,
     EMAIL_PATTERN,
@@ -23,14 +26,32 @@ from sora2.domain.users.rules import (
 )
 from sora2.domain.videos.video import PROMPT_MAX_LENGTH
 
+SingleLineText = Annotated[str, Meta(pattern=SINGLE_LINE_PATTERN)]
+"""Text without control characters (U+0000-U+001F, U+007F-U+009F, U+2028, U+2029)."""
+MultilineText = Annotated[str, Meta(pattern=MULTILINE_PATTERN)]
+"""As `SingleLineText`, but newline and tab are allowed."""
+
 Email = Annotated[
     str, Meta(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH, examples=["user@example.com"])
 ]
-Password = Annotated[str, Meta(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+Password = Annotated[
+    SingleLineText, Meta(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)
+]
+AnyPassword = Annotated[SingleLineText, Meta(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+"""A password to check, not to set: no minimum length beyond one character."""
 Username = Annotated[str, Meta(pattern=USERNAME_PATTERN, examples=["johndoe"])]
 Credits = Annotated[int, Meta(ge=1, le=MAX_CREDITS_PER_ORDER)]
 PaymentMethod = Literal["ALIPAY", "WECHAT", "STRIPE"]
-Prompt = Annotated[str, Meta(min_length=1, max_length=PROMPT_MAX_LENGTH)]
+Prompt = Annotated[MultilineText, Meta(min_length=1, max_length=PROMPT_MAX_LENGTH)]
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$(?!\n)"
+
+PATTERN_PROBLEMS = {
+    SINGLE_LINE_PATTERN: "must not contain control characters",
+    MULTILINE_PATTERN: "must not contain control characters other than newline and tab",
+    EMAIL_PATTERN: "must be a valid email address, without spaces or control characters",
+    USERNAME_PATTERN: "must be 3-32 letters, digits, '_' or '-'",
+}
+"""What breaking each pattern means, for the 400's message (instead of the regex)."""
 
 
 class Body(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omit_defaults=True):
@@ -57,16 +78,16 @@ class RegisterRequest(Body):
 
 
 class LoginRequest(Body):
-    email: Annotated[str, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
-    password: Annotated[str, Meta(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    email: Annotated[SingleLineText, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+    password: AnyPassword
 
 
 class ForgotPasswordRequest(Body):
-    email: Annotated[str, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+    email: Annotated[SingleLineText, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
 
 
 class ResetPasswordRequest(Body):
-    token: Annotated[str, Meta(min_length=1, max_length=512)]
+    token: Annotated[SingleLineText, Meta(min_length=1, max_length=512)]
     password: Password
 
 
@@ -98,7 +119,7 @@ class UpdateProfileRequest(Body):
 
 
 class ChangePasswordRequest(Body):
-    current_password: Annotated[str, Meta(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    current_password: AnyPassword
     new_password: Password
 
 
@@ -212,8 +233,23 @@ class Share(Body):
     token: str
 
 
+class ProcessorStuck(Body):
+    position: int
+    event_type: str
+    error: str
+
+
+class ProcessorStatus(Body):
+    """One follower of the log: how far it got, and the event it cannot get past, if any."""
+
+    name: str
+    position: int
+    stuck: ProcessorStuck | None = None
+
+
 class Health(Body):
     status: str
+    processors: list[ProcessorStatus] | None = None
 
 
 IdempotencyKey = Annotated[
@@ -221,6 +257,7 @@ IdempotencyKey = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         required=False,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Retry-safe key (1-255 visible ASCII characters, per user, kept 24 h): the "
         "same key replays the first answer; the same key with another body answers 409.",
     ),

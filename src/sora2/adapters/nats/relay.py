@@ -31,6 +31,8 @@ from nats.js.errors import NotFoundError
 
 from sora2.application.event_catalog import public_message
 from sora2.application.event_log import EventLog
+from sora2.application.processing.log_reader import LogReader
+from sora2.application.processing.processor import Stored
 
 if TYPE_CHECKING:
     from sora2.bootstrap import Sora2
@@ -75,6 +77,7 @@ class NatsRelay:
         duplicate_window: float = DUPLICATE_WINDOW,
     ) -> None:
         self.log = log
+        self.reader = LogReader(log)
         self.tracking_recorder = tracking_recorder
         self.nats_url = nats_url
         self.stream = stream
@@ -185,10 +188,20 @@ class NatsRelay:
         Raises (after tracking what JetStream did accept) if part of the page was refused or
         not acknowledged in time; calling again publishes the rest.
         """
+        self._connection()
+        page = await asyncio.to_thread(self._read_page)
+        return await self._publish_page(page)
+
+    async def publish_stored(self, batch: list[Stored]) -> int:
+        """Publish events the processing runner read (right after our position)."""
+        if self._nc is None:
+            await self.start()
+        return await self._publish_page([self._outgoing(stored) for stored in batch])
+
+    async def _publish_page(self, page: list[Outgoing]) -> int:
         nc = self._connection()
         if self._untracked is not None:
             await asyncio.to_thread(self._track, self._untracked)
-        page = await asyncio.to_thread(self._read_page)
         if not page:
             return 0
         accepted, refusal = await self._publish(nc, page)
@@ -240,21 +253,14 @@ class NatsRelay:
 
     def _read_page(self) -> list[Outgoing]:
         """The next page, decoded and mapped (runs in a thread: it reads the database)."""
-        start = self.position + 1
-        notifications = self.log.recorder.select_notifications(start=start, limit=self.page_size)
-        page = []
-        for notification in notifications:
-            kind, payload = public_message(self.log.mapper.to_domain_event(notification))
-            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-            page.append(
-                Outgoing(
-                    notification.id,
-                    payload["eventId"],
-                    kind.subject(self.subject_prefix),
-                    body,
-                )
-            )
-        return page
+        return [self._outgoing(s) for s in self.reader.read(self.position, self.page_size)]
+
+    def _outgoing(self, stored: Stored) -> Outgoing:
+        kind, payload = public_message(stored.event)
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return Outgoing(
+            stored.position, payload["eventId"], kind.subject(self.subject_prefix), body
+        )
 
     async def _publish(self, nc: NATS, page: list[Outgoing]) -> tuple[int, str | None]:
         """Pipeline the page in log order; how many leading events were stored, and why not more.

@@ -4,7 +4,7 @@ from typing import Any
 
 from eventsourcing.postgres import PostgresTrackingRecorder
 
-from sora2.adapters.views.sql import SqlReadModels, pyformat
+from sora2.adapters.views.sql import SqlReadModels, encode_params, pyformat
 
 
 class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
@@ -18,3 +18,9 @@ class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
 
     def _params(self, statement: str) -> str:
         return pyformat(statement)
+
+    def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        """One autocommitted statement: one round trip, not BEGIN, SELECT and ROLLBACK."""
+        with self.datastore.get_connection() as conn, conn.cursor() as c:
+            c.execute(self._text(statement), encode_params(params))
+            return list(c.fetchall())

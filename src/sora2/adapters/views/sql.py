@@ -7,13 +7,19 @@ types. Rows and the tracking position commit in one transaction (eventsourcing's
 
 from __future__ import annotations
 
+import copy
 import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
+from sora2.application.processing.processor import PositionMoved
 from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
 from sora2.application.projections.view import ReadModelView
 
@@ -78,45 +84,167 @@ CREATE TABLE IF NOT EXISTS {p}rm_credits (
     seq BIGINT PRIMARY KEY, id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
     amount BIGINT NOT NULL, balance BIGINT NOT NULL, type TEXT NOT NULL,
     description TEXT NOT NULL, reference_id TEXT, created_at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS rm_credits_by_user ON {p}rm_credits (user_id, seq);
 CREATE TABLE IF NOT EXISTS {p}rm_orders (
     seq BIGINT NOT NULL, id TEXT PRIMARY KEY, user_id TEXT NOT NULL, amount TEXT NOT NULL,
     credits BIGINT NOT NULL, status TEXT NOT NULL, payment_method TEXT NOT NULL,
     created_at TEXT NOT NULL, paid_at TEXT);
-CREATE INDEX IF NOT EXISTS rm_orders_by_user ON {p}rm_orders (user_id, seq);
 CREATE TABLE IF NOT EXISTS {p}rm_videos (
     seq BIGINT NOT NULL, id TEXT PRIMARY KEY, user_id TEXT NOT NULL, prompt TEXT NOT NULL,
     status TEXT NOT NULL, progress INTEGER NOT NULL, seconds_remaining INTEGER,
     video_key TEXT, thumbnail_key TEXT, duration INTEGER NOT NULL, aspect_ratio TEXT NOT NULL,
     cost BIGINT NOT NULL, error TEXT, share_token_hash TEXT,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+"""
+# Built after the tables are filled when a rebuild swaps them in (cheaper than row by row).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS rm_credits_by_user ON {p}rm_credits (user_id, seq);
+CREATE INDEX IF NOT EXISTS rm_orders_by_user ON {p}rm_orders (user_id, seq);
 CREATE INDEX IF NOT EXISTS rm_videos_by_user ON {p}rm_videos (user_id, seq);
 CREATE INDEX IF NOT EXISTS rm_videos_by_share ON {p}rm_videos (share_token_hash);
 CREATE INDEX IF NOT EXISTS rm_videos_by_status ON {p}rm_videos (status);
 """
+TABLES = ("users", "balances", "credits", "orders", "videos")
+POSITIONS = """CREATE TABLE IF NOT EXISTS {p}processor_positions (
+    name TEXT PRIMARY KEY, position BIGINT NOT NULL)"""
 
 
 class SqlReadModels(ReadModelView):
     """Mixed with eventsourcing's SQLite or PostgreSQL tracking recorder (see dialects)."""
 
     prefix = ""  # a schema-qualified prefix on PostgreSQL
+    tables = "rm_"  # a rebuild fills tables of another name, then swaps them in
 
     def _sql(self, statement: str) -> str:
-        return statement.format(p=self.prefix)
+        statement = statement.format(p=self.prefix)
+        return statement if self.tables == "rm_" else statement.replace("rm_", self.tables)
 
     def _transaction(self, commit: bool) -> Any:
         return self.datastore.transaction(commit=commit)  # type: ignore[attr-defined]
 
-    def create_read_model_tables(self) -> None:
+    def create_read_model_tables(self, indexes: bool = True) -> None:
+        self.__dict__.setdefault("_thread_state", threading.local())  # before any thread
         with self._transaction(commit=True) as c:
-            for statement in self._sql(SCHEMA).split(";"):
-                if statement.strip():
-                    c.execute(statement)
+            for statement in self._statements(SCHEMA + (INDEXES if indexes else "") + ";"):
+                c.execute(statement)
+            c.execute(POSITIONS.format(p=self.prefix))
+
+    def _statements(self, script: str) -> list[str]:
+        return [s for s in self._sql(script).split(";") if s.strip()]
+
+    # --- the processor's position, moved in the same transaction as the rows -------------
+
+    @property
+    def _local(self) -> threading.local:
+        """The batch cursor of this thread (per view: a rebuild's view is another one)."""
+        if "_thread_state" not in self.__dict__:
+            self.__dict__["_thread_state"] = threading.local()
+        return self.__dict__["_thread_state"]
+
+    def position_of(self, name: str) -> int:
+        rows = self._rows(
+            "SELECT position FROM {p}processor_positions WHERE name = :name", {"name": name}
+        )
+        if rows:
+            return int(rows[0]["position"])
+        # first start on this store: begin where the tracking table of older releases was
+        start = self.max_tracking_id(name) or 0  # type: ignore[attr-defined]
+        with self._transaction(commit=True) as c:
+            c.execute(
+                self._params(
+                    f"INSERT INTO {self.prefix}processor_positions (name, position) "
+                    "VALUES (:name, :position) ON CONFLICT (name) DO NOTHING"
+                ),
+                {"name": name, "position": start},
+            )
+        return self.position_of(name)
+
+    @contextmanager
+    def batch(self, name: str, after: int, last: int) -> Iterator[None]:
+        with self._transaction(commit=True) as c:
+            # first, so the row lock (PostgreSQL) or the write lock (SQLite) is ours at once
+            c.execute(
+                self._params(
+                    f"UPDATE {self.prefix}processor_positions SET position = :last "
+                    "WHERE name = :name AND position = :after"
+                ),
+                {"name": name, "after": after, "last": last},
+            )
+            if rowcount(c) != 1:
+                raise PositionMoved(name)
+            self._local.cursor = c
+            try:
+                with _pipelined(c):
+                    yield
+            finally:
+                self._local.cursor = None
+
+    # --- rebuilding ---------------------------------------------------------------------------
+
+    def fresh_copy(self) -> SqlReadModels:
+        fresh = copy.copy(self)  # the same store and statements; other tables
+        fresh.__dict__.pop("_thread_state", None)
+        fresh.tables = f"rb{secrets.token_hex(4)}_"
+        fresh.create_read_model_tables(indexes=False)
+        return fresh
+
+    def swap_in(self, fresh: ReadModelView, name: str, finish: Callable[[], int]) -> int:
+        assert isinstance(fresh, SqlReadModels)
+        with self._transaction(commit=True) as c:
+            # hold the live position first: the live lane's next batch waits, then finds
+            # its position moved and carries on from ours
+            c.execute(
+                self._params(
+                    f"UPDATE {self.prefix}processor_positions SET position = position "
+                    "WHERE name = :name"
+                ),
+                {"name": name},
+            )
+            fresh._local.cursor = c
+            try:
+                position = finish()
+            finally:
+                fresh._local.cursor = None
+            for table in TABLES:
+                c.execute(f"DROP TABLE IF EXISTS {self.prefix}{self.tables}{table}")
+                c.execute(
+                    f"ALTER TABLE {self.prefix}{fresh.tables}{table} RENAME TO {self.tables}{table}"
+                )
+            for statement in self._statements(INDEXES):
+                c.execute(statement)
+            c.execute(
+                self._params(
+                    f"UPDATE {self.prefix}processor_positions SET position = :position "
+                    "WHERE name = :name"
+                ),
+                {"name": name, "position": position},
+            )
+        return position
+
+    def drop(self) -> None:
+        with self._transaction(commit=True) as c:
+            for table in TABLES:
+                c.execute(f"DROP TABLE IF EXISTS {self.prefix}{self.tables}{table}")
+
+    def forget_position(self, name: str) -> None:
+        with self._transaction(commit=True) as c:
+            c.execute(
+                self._params(f"DELETE FROM {self.prefix}processor_positions WHERE name = :name"),
+                {"name": name},
+            )
+
+    def skip(self, tracking: Tracking) -> None:
+        if getattr(self._local, "cursor", None) is None:  # in a batch the position moves anyway
+            self.insert_tracking(tracking)  # type: ignore[attr-defined]
 
     def _write(self, tracking: Tracking, *statements: tuple[str, dict[str, Any]]) -> None:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is not None:  # inside a batch: its transaction commits with the position
+            for statement, params in statements:
+                cursor.execute(self._text(statement), encode_params(params))
+            return
         with self._transaction(commit=True) as c:
             for statement, params in statements:
-                c.execute(self._sql(self._params(statement)), _encode(params))
+                c.execute(self._sql(self._params(statement)), encode_params(params))
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
     def _params(self, statement: str) -> str:
@@ -124,8 +252,15 @@ class SqlReadModels(ReadModelView):
 
     def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
         with self._transaction(commit=False) as c:
-            c.execute(self._sql(self._params(statement)), _encode(params))
+            c.execute(self._text(statement), encode_params(params))
             return list(c.fetchall())
+
+    def _text(self, statement: str) -> str:
+        """The statement as this view's database takes it (made once per statement)."""
+        texts = self.__dict__.setdefault("_texts", {})
+        if (text := texts.get(statement)) is None:
+            text = texts[statement] = self._sql(self._params(statement))
+        return text
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -278,8 +413,10 @@ def _select(table: str, columns: tuple[str, ...]) -> str:
     return f"SELECT {', '.join(columns)} FROM {{p}}{table}"
 
 
-def _encode(params: dict[str, Any]) -> dict[str, Any]:
+def encode_params(params: dict[str, Any]) -> dict[str, Any]:
     def encode(value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL
+            return value.replace("\x00", "\ufffd")
         if isinstance(value, UUID):
             return str(value)
         if isinstance(value, datetime):
@@ -299,6 +436,24 @@ def _decode(row: Any, columns: tuple[str, ...]) -> dict[str, Any]:
             value = datetime.fromisoformat(value)
         values[column] = value
     return values
+
+
+@contextmanager
+def _pipelined(cursor: Any) -> Iterator[None]:
+    """psycopg's pipeline mode: a batch's statements go out without a round trip each
+    (projections only write, so nothing waits for a result). SQLite runs in-process."""
+    pipeline = getattr(getattr(cursor, "connection", None), "pipeline", None)
+    if pipeline is None:
+        yield
+        return
+    with pipeline():
+        yield
+
+
+def rowcount(cursor: Any) -> int:
+    """Rows the last statement changed (eventsourcing wraps SQLite's cursor)."""
+    inner = getattr(cursor, "sqlite_cursor", cursor)
+    return int(inner.rowcount)
 
 
 _NAMED = re.compile(r"(?<!:):(\w+)")

@@ -7,6 +7,8 @@ view never applies an event twice and resumes exactly where it stopped.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,6 +19,31 @@ from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRo
 
 
 class ReadModelView(TrackingRecorder, ABC):
+    # --- the processor's position ---
+    @abstractmethod
+    def position_of(self, name: str) -> int:
+        """The last position a processor of this view committed."""
+
+    @abstractmethod
+    def batch(self, name: str, after: int, last: int) -> AbstractContextManager[None]:
+        """One transaction for a batch of writes that moves `name` from `after` to `last`;
+        raises PositionMoved (and writes nothing) if another process moved it first."""
+
+    # --- rebuilding into fresh tables ---
+    @abstractmethod
+    def fresh_copy(self) -> ReadModelView:
+        """Empty tables of the same shape beside these, for a rebuild to fill."""
+
+    @abstractmethod
+    def swap_in(self, fresh: ReadModelView, name: str, finish: Callable[[], int]) -> int:
+        """In one transaction: `finish()` brings `fresh` to the head (its writes join the
+        transaction) and returns that position; `fresh` replaces these tables and `name`'s
+        position becomes it. The old tables serve until the commit."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Remove these tables (a rebuild that did not finish)."""
+
     # --- writes (each with its tracking, atomically) ---
     @abstractmethod
     def add_user(self, row: UserRow, tracking: Tracking) -> None: ...

@@ -2,6 +2,14 @@
 
 Every change is an event carrying the amount and the balance after it, so the
 transaction list and any auditor's replay read the same numbers.
+
+The ledger remembers only what its rules read: the balance, the credits held for videos
+not yet delivered or refunded (a few), and the orders it has credited (one per purchase).
+A delivered video's id is not kept: it cannot be charged again, because a reservation is
+only ever saved together with the creation of its video (`Videos.request`), and the log
+records one creation per id. So the state, and the snapshot every load starts from, stays
+small however many videos the user makes. It is JSON-shaped (text keys, lists, no sets):
+snapshots store it through the log's JSON transcoder as it is.
 """
 
 from datetime import datetime
@@ -56,9 +64,9 @@ class CreditLedger(Aggregate):
     def __init__(self, user_id: UUID, timestamp: datetime) -> None:
         self.user_id = user_id
         self.balance = 0
-        self.held: dict[UUID, int] = {}  # video id -> credits until its outcome
-        self.settled: set[UUID] = set()
-        self.recharged_orders: set[UUID] = set()
+        # str(video id) -> credits until its outcome (JSON keys are text)
+        self._holds: dict[str, int] = {}
+        self._credited_orders: list[str] = []  # str(order id) of each order recharged
 
     def reward(self, amount: int, reason: str, timestamp: datetime) -> None:
         _positive(amount)
@@ -66,13 +74,13 @@ class CreditLedger(Aggregate):
 
     def recharge(self, order_id: UUID, amount: int, timestamp: datetime) -> None:
         _positive(amount)
-        if order_id in self.recharged_orders:
+        if str(order_id) in self._credited_orders:
             raise Conflict("this order has already been credited")
         self._recharged(self.user_id, order_id, amount, self.balance + amount, timestamp)
 
     def reserve(self, video_id: UUID, amount: int, timestamp: datetime) -> None:
         _positive(amount)
-        if video_id in self.held or video_id in self.settled:
+        if str(video_id) in self._holds:
             raise Conflict("credits are already reserved for this video")
         if amount > self.balance:
             raise InsufficientCredits(f"{amount} credits needed, {self.balance} available")
@@ -80,22 +88,31 @@ class CreditLedger(Aggregate):
 
     def refund(self, video_id: UUID, timestamp: datetime) -> bool:
         """Give back what was reserved for the video; False if nothing is held."""
-        if video_id not in self.held:  # a repeated failure report refunds nothing
+        amount = self._holds.get(str(video_id))
+        if amount is None:  # a repeated failure report refunds nothing
             return False
-        amount = self.held[video_id]
         self._refunded(self.user_id, video_id, amount, self.balance + amount, timestamp)
         return True
 
     def settle(self, video_id: UUID, timestamp: datetime) -> bool:
         """Make the reservation final; False if nothing is held."""
-        if video_id not in self.held:
+        if str(video_id) not in self._holds:
             return False
         self._settled(self.user_id, video_id, timestamp)
         return True
 
     @property
+    def held(self) -> dict[UUID, int]:
+        """Video id -> the credits reserved for it until it is delivered or refunded."""
+        return {UUID(video_id): amount for video_id, amount in self._holds.items()}
+
+    @property
+    def recharged_orders(self) -> frozenset[UUID]:
+        return frozenset(UUID(order_id) for order_id in self._credited_orders)
+
+    @property
     def reserved_total(self) -> int:
-        return sum(self.held.values())
+        return sum(self._holds.values())
 
     @event(Rewarded)
     def _rewarded(
@@ -108,26 +125,25 @@ class CreditLedger(Aggregate):
         self, user_id: UUID, order_id: UUID, amount: int, balance: int, timestamp: datetime
     ) -> None:
         self.balance = balance
-        self.recharged_orders.add(order_id)
+        self._credited_orders.append(str(order_id))
 
     @event(Reserved)
     def _reserved(
         self, user_id: UUID, video_id: UUID, amount: int, balance: int, timestamp: datetime
     ) -> None:
         self.balance = balance
-        self.held[video_id] = amount
+        self._holds[str(video_id)] = amount
 
     @event(Refunded)
     def _refunded(
         self, user_id: UUID, video_id: UUID, amount: int, balance: int, timestamp: datetime
     ) -> None:
         self.balance = balance
-        del self.held[video_id]
+        del self._holds[str(video_id)]
 
     @event(Settled)
     def _settled(self, user_id: UUID, video_id: UUID, timestamp: datetime) -> None:
-        del self.held[video_id]
-        self.settled.add(video_id)
+        del self._holds[str(video_id)]
 
 
 def _positive(amount: int) -> None:

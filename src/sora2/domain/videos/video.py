@@ -4,12 +4,13 @@ The video knows its cost; the ledger holds the credits. The application saves a 
 its ledger together whenever money moves, so the two never disagree.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict, InvalidInput
+from sora2.domain.text import check_text, scrub_text
 
 DURATIONS = (5, 10, 15, 20)
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
@@ -27,11 +28,11 @@ class Video(Aggregate):
         regenerated_from: UUID | None
 
     class Started(Aggregate.Event):
-        worker: str = ""  # which job runner took it (a lease: see `is_abandoned`)
+        worker: str = ""  # which job runner took it first (the lease is on the job board)
 
+    # Heartbeats and progress live on the job board now; these two stay so that logs
+    # written before that still replay.
     class Resumed(Aggregate.Event):
-        """Another job runner took over a render whose runner went quiet (a crash)."""
-
         worker: str
 
     class ProgressReported(Aggregate.Event):
@@ -99,6 +100,7 @@ class Video(Aggregate):
         timestamp: datetime,
         regenerated_from: UUID | None = None,
     ) -> "Video":
+        check_text(prompt, "prompt", multiline=True)
         if not prompt.strip() or len(prompt) > PROMPT_MAX_LENGTH:
             raise InvalidInput(f"prompt must be 1 to {PROMPT_MAX_LENGTH} characters")
         if duration not in DURATIONS:
@@ -125,23 +127,6 @@ class Video(Aggregate):
             raise Conflict(f"a {self.status} video cannot start")
         self._started(timestamp=timestamp, worker=worker)
 
-    def is_abandoned(self, now: datetime, lease: timedelta) -> bool:
-        """PROCESSING with no sign of life from its runner for longer than the lease."""
-        return self.status == "PROCESSING" and now - self.last_active > lease
-
-    def resume(self, worker: str, timestamp: datetime) -> None:
-        if self.status != "PROCESSING":
-            raise Conflict(f"a {self.status} video cannot be resumed")
-        self._resumed(worker, timestamp)
-
-    def report_progress(
-        self, progress: int, seconds_remaining: int | None, timestamp: datetime
-    ) -> None:
-        if self.status != "PROCESSING":
-            raise Conflict(f"a {self.status} video makes no progress")
-        progress = max(self.progress, min(99, max(0, progress)))  # 100 only when complete
-        self._progress_reported(progress, seconds_remaining, timestamp)
-
     def complete(self, video_key: str, thumbnail_key: str, timestamp: datetime) -> None:
         if self.status != "PROCESSING":
             raise Conflict(f"a {self.status} video cannot complete")
@@ -150,7 +135,7 @@ class Video(Aggregate):
     def fail(self, error: str, timestamp: datetime) -> None:
         if self.is_final:
             raise Conflict(f"a {self.status} video cannot fail")
-        self._failed(error[:500] or "generation failed", timestamp)
+        self._failed(scrub_text(error)[:500] or "generation failed", timestamp)
 
     def cancel(self, timestamp: datetime) -> None:
         if self.status not in ("PENDING", "PROCESSING"):

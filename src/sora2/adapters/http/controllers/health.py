@@ -24,11 +24,25 @@ class HealthController(Controller):
         "/ready",
         sync_to_thread=True,
         responses=documented(503),
-        summary="Readiness: the database answers",
+        summary="Readiness: the database answers; how far each follower of the log got",
     )
     def ready(self, sora2: NamedDependency[Sora2]) -> Response[Any]:
         try:
-            sora2.ready()
+            lanes = sora2.ready()
         except Exception:
             return Response(error_body(503, "the database is not reachable"), status_code=503)
-        return Response(schemas.Health("ready"))
+        processors = [
+            schemas.ProcessorStatus(
+                lane.name,
+                lane.position,
+                schemas.ProcessorStuck(
+                    lane.stuck.position, lane.stuck.topic.rsplit(".", 1)[-1], lane.stuck.error
+                )
+                if lane.stuck
+                else None,
+            )
+            for lane in lanes
+        ]
+        # a stuck processor degrades what it serves, not the API: stay in the pool, say so
+        status = "degraded" if any(p.stuck for p in processors) else "ready"
+        return Response(schemas.Health(status, processors))

@@ -38,7 +38,7 @@ class UsersController(Controller):
     def profile(
         self, user: NamedDependency[UserRow], sora2: NamedDependency[Sora2]
     ) -> schemas.User:
-        return presenters.user(user, sora2.settings.public_url)
+        return presenters.user(sora2.accounts.profile(user.id), sora2.settings.public_url)
 
     @put(
         "/profile",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -257,7 +258,8 @@ async def _status_events(
             gone = schemas.VideoStatus(str(video_id), "CANCELLED", progress, None, "deleted")
             yield ServerSentEventMessage(msgspec.json.encode(gone).decode(), event="status")
             return
-        progress = row.progress
+        progress = max(progress, row.progress)  # a follower never sees progress go back
+        row = replace(row, progress=progress)
         payload = msgspec.json.encode(presenters.video_status(row))
         if payload != last:
             last = payload

@@ -1,0 +1,1 @@
+"""Following the log: the processing runner, its lanes and the processors they feed."""

@@ -1,0 +1,72 @@
+"""Read your writes: a query waits until the read models hold the user's last command.
+
+Commands answer from their own aggregates and note the position they saved at; a later
+query of the same user waits (bounded) for the read-model lane to pass it. In a process
+without a running runner (the CLI, tests on a bare container) the command's own thread
+projects its events at once instead. Nothing waits
+when the view is already there, and a slow view delays a query, never fails it: after the
+bound the query answers from what the view holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from uuid import UUID
+
+from sora2.application.processing.runner import Lane
+
+log = logging.getLogger("sora2.processing")
+
+WAIT_SECONDS = 5.0
+MAX_MARKS = 100_000
+
+
+class ReadYourWrites:
+    def __init__(self, lane: Lane, wait_seconds: float = WAIT_SECONDS) -> None:
+        self.lane = lane
+        self.wait_seconds = wait_seconds
+        self._marks: dict[UUID, int] = {}
+        self._latest = 0  # the last position any command of this process saved at
+        self._lock = threading.Lock()  # guards the dict only, never held while waiting
+
+    def note(self, user_id: UUID, position: int | None) -> None:
+        """The user's command was saved at `position`."""
+        if position is None:
+            return
+        if not self.lane.running:  # no runner here (a CLI, a bare container): project now
+            self.lane.wait_for(position)
+            return
+        with self._lock:
+            self._latest = max(self._latest, position)
+            if position > self._marks.get(user_id, 0):
+                self._marks[user_id] = position
+            if len(self._marks) > MAX_MARKS:
+                self._forget_reached()
+
+    def wait(self, user_id: UUID) -> None:
+        """Return once the read models hold every command this process saved for the user."""
+        target = self._marks.get(user_id)
+        if target is None:
+            return
+        if self.lane.wait_for(target, self.wait_seconds):
+            with self._lock:
+                if self._marks.get(user_id) == target:
+                    del self._marks[user_id]
+        else:
+            log.warning("read models are behind position %s; answering from them", target)
+
+    def wait_latest(self) -> None:
+        """Wait for every command this process saved (a query that belongs to no user, such
+        as a public share link, which must die the moment its owner revokes it)."""
+        self.wait_for(self._latest or None)
+
+    def wait_for(self, position: int | None) -> None:
+        """Wait for a position itself (a query that follows a command of any user)."""
+        if position is not None and not self.lane.wait_for(position, self.wait_seconds):
+            log.warning("read models are behind position %s; answering from them", position)
+
+    def _forget_reached(self) -> None:
+        reached = self.lane.status.position
+        for user_id in [u for u, p in self._marks.items() if p <= reached]:
+            del self._marks[user_id]

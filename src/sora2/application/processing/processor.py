@@ -1,0 +1,40 @@
+"""What follows the log: a processor gets whole saves and commits its effect with its position.
+
+A processor (the read models, the NATS relay, the video-job dispatch) is handed a batch of
+stored events that starts right after its position and ends at a save boundary. It applies
+the batch and moves its position to the batch's last event in one step, so a crash replays
+exactly what did not commit, and a reader never sees half of a save.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One event as the log holds it: its position (notification id) and the domain event."""
+
+    position: int
+    topic: str
+    event: Any
+
+
+class PositionMoved(Exception):
+    """Another process applied these events first: re-read the position and go on."""
+
+
+class Processor(ABC):
+    name: str
+
+    @abstractmethod
+    def position(self) -> int:
+        """The last position whose effect is committed (0: nothing yet)."""
+
+    @abstractmethod
+    def process(self, after: int, batch: Sequence[Stored]) -> None:
+        """Apply `batch` (the events right after position `after`) and move the position to
+        its last event, atomically; PositionMoved if the position is no longer `after`."""

@@ -1,0 +1,259 @@
+"""The processing runner: one per process, it feeds every processor whole saves from the log.
+
+Each processor has a lane: a thread that reads the log from the processor's own position
+and hands it batches that end at a save boundary (the head it just read, or a large page
+while it catches up a long backlog). Lanes are independent, so a NATS outage never holds
+up the read models. Commands of this process wake the lanes at once (`poke`); writes of
+other processes are seen on the next look at the head (`poll` seconds).
+
+Queries that must see a command's effect wait on a lane's position (`Lane.wait_for`): a
+condition the lane signals, with a bound; nothing in the request path takes a lock the
+lane holds while it works.
+
+A batch that fails is retried event by event, so whatever precedes a bad event is applied;
+the bad one leaves its lane stuck at its position (logged with the event's type, shown by
+`/ready`), retried with back-off, while every other lane and every command go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sora2.application.event_log import EventLog
+from sora2.application.processing.log_reader import LogReader, Undecodable
+from sora2.application.processing.processor import PositionMoved, Processor, Stored
+
+log = logging.getLogger("sora2.processing")
+
+BATCH_SIZE = 1000  # events per transaction while catching up a backlog
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class Stuck:
+    position: int
+    topic: str
+    error: str
+
+
+@dataclass(frozen=True)
+class LaneStatus:
+    name: str
+    position: int
+    stuck: Stuck | None
+
+
+class Lane:
+    def __init__(
+        self,
+        processor: Processor,
+        reader: LogReader,
+        batch_size: int = BATCH_SIZE,
+        poll: float = 0.1,
+    ) -> None:
+        self.processor = processor
+        self.reader = reader
+        self.batch_size = batch_size
+        self.poll = poll
+        self.name = processor.name
+        self.stuck: Stuck | None = None
+        self._position = 0
+        self._moved = threading.Condition()
+        self._wake = threading.Event()
+        self._step_lock = threading.Lock()  # the lane thread and a caller's catch_up()
+        self._thread: threading.Thread | None = None
+
+    # --- what callers see -------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """The processor's committed position (read from its store)."""
+        self._advance_to(self.processor.position())
+        return self._position
+
+    @property
+    def status(self) -> LaneStatus:
+        return LaneStatus(self.name, self._position, self.stuck)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_for(self, position: int | None, timeout: float = 5.0) -> bool:
+        """Whether the lane reached `position` within `timeout` seconds. Without a running
+        lane thread (CLI, tests on a bare container) the caller catches up itself."""
+        if position is None or self._position >= position:
+            return True
+        if not self.running:
+            self.catch_up()
+            return self._position >= position
+        self._wake.set()
+        with self._moved:
+            return self._moved.wait_for(lambda: self._position >= position, timeout)
+
+    def catch_up(self) -> int:
+        """Process everything up to the head, in the caller's thread; how many events."""
+        total = 0
+        while (count := self.step()) > 0:
+            total += count
+        return total
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    # --- the work ---------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One batch: how many events this lane applied (0 when caught up or stuck)."""
+        with self._step_lock:
+            for _ in range(10):  # another process applying the same events: follow it
+                try:
+                    return self._step()
+                except PositionMoved:
+                    continue
+            return 0
+
+    def _step(self) -> int:
+        after = self.processor.position()
+        self._advance_to(after)
+        head = self.reader.head()
+        if self.stuck is not None and (not self.stuck.topic or after >= self.stuck.position):
+            self.stuck = None  # the store answers again, or another process got past it
+        if head <= after:
+            return 0
+        up_to = head if head - after <= self.batch_size else None
+        try:
+            batch = self.reader.read(after, self.batch_size, up_to)
+        except Undecodable as bad:
+            self._stick(Stuck(bad.position, bad.topic, bad.error))
+            return 0
+        if not batch:
+            return 0
+        return self._process(after, batch)
+
+    def _process(self, after: int, batch: Sequence[Stored]) -> int:
+        try:
+            self.processor.process(after, batch)
+        except PositionMoved:
+            raise
+        except Exception as error:
+            if len(batch) == 1:
+                self._stick(Stuck(batch[0].position, batch[0].topic, _brief(error)))
+                return 0
+            return self._process_one_by_one(after, batch)
+        self._applied(batch[-1].position)
+        return len(batch)
+
+    def _process_one_by_one(self, after: int, batch: Sequence[Stored]) -> int:
+        """Find the event that fails: apply what precedes it, and stop there."""
+        done = 0
+        for stored in batch:
+            try:
+                self.processor.process(after, [stored])
+            except PositionMoved:
+                if done:
+                    return done
+                raise
+            except Exception as error:
+                self._stick(Stuck(stored.position, stored.topic, _brief(error)))
+                return done
+            after = stored.position
+            self._applied(after)
+            done += 1
+        return done
+
+    def _applied(self, position: int) -> None:
+        if self.stuck is not None and position >= self.stuck.position:
+            log.info("%s moved past position %s", self.name, self.stuck.position)
+            self.stuck = None
+        self._advance_to(position)
+
+    def _advance_to(self, position: int) -> None:
+        if position > self._position:
+            with self._moved:
+                self._position = position
+                self._moved.notify_all()
+
+    def _stick(self, stuck: Stuck) -> None:
+        if self.stuck != stuck:
+            log.error(
+                "%s is stuck at position %s (%s): %s",
+                self.name,
+                stuck.position,
+                stuck.topic,
+                stuck.error,
+            )
+        self.stuck = stuck
+
+    # --- the thread -------------------------------------------------------------------------
+
+    def start(self, stop: threading.Event) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(stop,), name=f"lane:{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self, stop: threading.Event) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                count = self.step()
+            except Exception as error:  # the database is away: the lane waits, then retries
+                self._stick(Stuck(self._position + 1, "", _brief(error)))
+                count = 0
+            if self.stuck is not None:
+                self._wake.wait(backoff)  # a poke retries at once; else back off
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = 1.0
+            if count == 0:
+                self._wake.wait(self.poll)
+
+
+class ProcessingRunner:
+    """The lanes of one process, started by `sora2 serve` and `sora2 worker`."""
+
+    def __init__(self, event_log: EventLog, lanes: Sequence[Lane]) -> None:
+        self.lanes = {lane.name: lane for lane in lanes}
+        self._stop = threading.Event()
+        self._started = False
+        event_log.on_commit(lambda position: self.poke())
+
+    def add(self, lane: Lane) -> None:
+        self.lanes[lane.name] = lane
+        if self._started:
+            lane.start(self._stop)
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for lane in self.lanes.values():
+            lane.start(self._stop)
+
+    def poke(self) -> None:
+        for lane in self.lanes.values():
+            lane.poke()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.poke()
+        deadline = time.monotonic() + timeout
+        for lane in self.lanes.values():
+            lane.join(max(0.0, deadline - time.monotonic()))
+
+    def status(self) -> list[LaneStatus]:
+        return [lane.status for lane in self.lanes.values()]
+
+
+def _brief(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -1,0 +1,112 @@
+"""The runner's lanes on a real (SQLite) log: whole saves per batch, a bad event stops only
+its own lane and only at itself, and waiting on a lane is bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from sora2.adapters.event_store import sqlite_env
+from sora2.application.event_log import EventLog
+from sora2.application.processing.log_reader import LogReader
+from sora2.application.processing.processor import Processor, Stored
+from sora2.application.processing.runner import Lane, ProcessingRunner
+from sora2.domain.credits.ledger import CreditLedger
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Recorder(Processor):
+    """Remembers what it was handed; refuses events whose reward is `poison`."""
+
+    def __init__(self, name: str = "recorder", poison: int | None = None) -> None:
+        self.name = name
+        self.poison = poison
+        self.batches: list[list[int]] = []
+        self._position = 0
+        self.lock = threading.Lock()
+
+    def position(self) -> int:
+        return self._position
+
+    def process(self, after: int, batch: Sequence[Stored]) -> None:
+        for stored in batch:
+            if self.poison is not None and getattr(stored.event, "amount", None) == self.poison:
+                raise ValueError("cannot apply this one")
+        with self.lock:
+            self.batches.append([s.position for s in batch])
+            self._position = batch[-1].position
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[EventLog]:
+    event_log = EventLog(env=sqlite_env(tmp_path / "log.sqlite"))
+    yield event_log
+    event_log.close()
+
+
+def save_ledger(log: EventLog, *rewards: int) -> int:
+    """One save: a new ledger and its rewards (1 + len(rewards) events)."""
+    ledger = CreditLedger(user_id=uuid4(), timestamp=NOW)
+    for amount in rewards:
+        ledger.reward(amount, "test", NOW)
+    return log.commit(ledger)  # type: ignore[return-value]
+
+
+def test_a_lane_hands_over_everything_up_to_the_head_in_one_batch(log: EventLog) -> None:
+    save_ledger(log, 1, 2)
+    head = save_ledger(log, 3)
+    recorder = Recorder()
+    lane = Lane(recorder, LogReader(log))
+    assert lane.catch_up() == head
+    assert recorder.batches == [list(range(1, head + 1))]  # both saves, one transaction
+    assert lane.catch_up() == 0
+
+
+def test_a_long_backlog_is_applied_in_pages(log: EventLog) -> None:
+    for _ in range(10):
+        save_ledger(log, 1)
+    recorder = Recorder()
+    lane = Lane(recorder, LogReader(log), batch_size=6)
+    assert lane.catch_up() == 20
+    assert [len(b) for b in recorder.batches] == [6, 6, 6, 2]
+
+
+def test_a_bad_event_stops_its_lane_at_itself_and_no_other(log: EventLog) -> None:
+    first = save_ledger(log, 1)
+    bad = save_ledger(log, 666)  # the Opened event, then the poisoned reward
+    save_ledger(log, 2)
+    picky, easy = Recorder("picky", poison=666), Recorder("easy")
+    lanes = [Lane(picky, LogReader(log)), Lane(easy, LogReader(log))]
+    for lane in lanes:
+        lane.catch_up()
+    assert picky.position() == bad - 1  # everything before it, including its save's first
+    assert lanes[0].stuck is not None and lanes[0].stuck.position == bad
+    assert "Rewarded" in lanes[0].stuck.topic and "ValueError" in lanes[0].stuck.error
+    assert easy.position() == log.position and lanes[1].stuck is None
+    assert first < bad
+
+    picky.poison = None  # fixed (a new release): the next try moves on
+    lanes[0].catch_up()
+    assert picky.position() == log.position and lanes[0].stuck is None
+
+
+def test_waiting_is_woken_by_the_lane_and_bounded(log: EventLog) -> None:
+    recorder = Recorder()
+    lane = Lane(recorder, LogReader(log), poll=5.0)  # only a poke wakes it quickly
+    runner = ProcessingRunner(log, [lane])
+    runner.start()
+    try:
+        position = save_ledger(log, 1)  # this process's commit pokes the lane
+        started = time.monotonic()
+        assert lane.wait_for(position, timeout=10)
+        assert time.monotonic() - started < 4
+        assert not lane.wait_for(position + 100, timeout=0.2)  # never reached: bounded
+    finally:
+        runner.stop()
