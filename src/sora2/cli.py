@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sora2.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from sora2.bootstrap import Sora2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,22 +68,24 @@ def worker(settings: Settings) -> int:
 
 def ledger(args: argparse.Namespace, settings: Settings) -> int:
     from sora2.adapters.cli_ledger import run_ledger_command
-    from sora2.bootstrap import bootstrap
 
-    sora2 = bootstrap(settings)
-    try:
-        return run_ledger_command(args, sora2)
-    finally:
-        sora2.close()
+    return _one_command(settings, lambda sora2: run_ledger_command(args, sora2))
 
 
 def views(args: argparse.Namespace, settings: Settings) -> int:
     from sora2.adapters.cli_views import run_views_command
+
+    return _one_command(settings, lambda sora2: run_views_command(args, sora2))
+
+
+def _one_command(settings: Settings, command: Callable[[Sora2], int]) -> int:
+    """Run an operator's command on a container of its own (no runner: nothing follows the
+    log in the background), then close it."""
     from sora2.bootstrap import bootstrap
 
     sora2 = bootstrap(settings)
     try:
-        return run_views_command(args, sora2)
+        return command(sora2)
     finally:
         sora2.close()
 

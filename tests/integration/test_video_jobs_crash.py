@@ -180,7 +180,11 @@ def test_a_job_killed_mid_render_completes_after_restart_and_the_ledger_balances
         server.stop()
         server.start()
         with server.client(token) as client:
-            time.sleep(1.0)
+            first = client.get("/ready").json()["jobSweeps"]
+            deadline = time.monotonic() + 60
+            while client.get("/ready").json()["jobSweeps"] < first + 2:  # two whole sweeps
+                assert time.monotonic() < deadline, "the restarted server never swept"
+                time.sleep(0.05)
             assert client.get(f"/api/videos/{video['id']}").json() == done
             assert entry_types(client) == [("REWARD", 10), ("RECHARGE", 10), ("CONSUME", -20)]
         server.stop()
@@ -221,7 +225,10 @@ def test_a_second_process_leaves_a_job_the_first_still_renders(tmp_path: Path) -
             new = start_api(settings, generator=new_renderer)
             new_api = next(new)
             try:
-                time.sleep(2.5)  # a few sweeps of the new process
+                jobs, deadline = new_api.sora2.jobs, time.monotonic() + 30
+                while jobs.claims_refused < 2:  # it found the job twice and left it
+                    assert time.monotonic() < deadline, "the new process never swept"
+                    time.sleep(0.02)
                 assert new_renderer.requests == []  # it left the live runner's job alone
                 old_renderer.release.set()
                 assert wait_for_status(client, video["id"])["status"] == "COMPLETED"

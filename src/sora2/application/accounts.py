@@ -136,7 +136,8 @@ class Accounts:
     def authenticate(self, user_id: UUID, session_id: UUID, epoch: int) -> UserRow:
         """The user behind an access token, unless its session ended (logout, token reuse)
         or the account's sessions were revoked (password change or reset)."""
-        user = self.views.user(user_id)  # no wait: only the epoch matters here
+        self.seen.wait_revocations(user_id)  # only the epoch matters here
+        user = self.views.user(user_id)
         if user is None or epoch != user.session_epoch:  # the view may not have it yet
             user = self._user_row(user_id)
         if user is None:
@@ -195,7 +196,7 @@ class Accounts:
             user.reset_password(_digest(secret), password_hash, self.clock.now())
             return self.log.commit(user)
 
-        self.seen.note(user_id, retry_on_conflict(decide))
+        self.seen.note(user_id, retry_on_conflict(decide), revokes=True)
 
     def change_password(self, user_id: UUID, current: str, new: str) -> SessionGrant:
         """Set a new password, end every session, and open a fresh one for the caller."""
@@ -218,7 +219,7 @@ class Accounts:
             )
             return self.log.commit(fresh, session), session, fresh
 
-        return self._grant(*retry_on_conflict(decide))
+        return self._grant(*retry_on_conflict(decide), revokes=True)
 
     # --- profile -------------------------------------------------------------------------
 
@@ -299,8 +300,10 @@ class Accounts:
             self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
         return self._dummy
 
-    def _grant(self, position: int | None, session: Session, user: User) -> SessionGrant:
-        self.seen.note(user.id, position)
+    def _grant(
+        self, position: int | None, session: Session, user: User, revokes: bool = False
+    ) -> SessionGrant:
+        self.seen.note(user.id, position, revokes)
         return SessionGrant(user_row(user), session.id, session.token_id, session.epoch)
 
     def _user_row(self, user_id: UUID) -> UserRow | None:

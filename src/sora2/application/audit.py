@@ -18,6 +18,8 @@ from typing import Any, TextIO
 from uuid import UUID
 
 from sora2.application.event_log import EventLog, event_id
+from sora2.application.processing.log_reader import LogReader
+from sora2.application.processing.processor import Stored
 from sora2.application.projections.read_models import FOLLOWER_NAME
 from sora2.application.projections.rows import CreditRow
 from sora2.application.projections.view import ReadModelView
@@ -185,21 +187,19 @@ class LedgerAudit:
             self._fold = self._advance(_Fold())
         return self._fold
 
-    def _notifications(self, start: int) -> Iterator[Any]:
-        while True:
-            page = self.log.recorder.select_notifications(start=start, limit=self.page_size)
-            if not page:
-                return
+    def _stored(self, after: int) -> Iterator[Stored]:
+        reader = LogReader(self.log)
+        while page := reader.read(after, self.page_size):
             yield from page
-            start = page[-1].id + 1
+            after = page[-1].position
 
     def _advance(self, fold: _Fold) -> _Fold:
         """Fold the events recorded after `fold.position` into it."""
         running, ledger_owner = fold.running, fold.ledger_owner
-        for notification in self._notifications(fold.position + 1):
-            e = self.log.mapper.to_domain_event(notification)
+        for stored in self._stored(fold.position):
+            e = stored.event
             fold.events += 1
-            fold.position = notification.id
+            fold.position = stored.position
             if isinstance(e, CreditLedger.Opened):
                 ledger_owner[e.originator_id] = e.user_id
                 fold.ledger_users.add(e.user_id)
@@ -217,7 +217,7 @@ class LedgerAudit:
                 order.user_id, order.credits = e.user_id, e.credits
             elif isinstance(e, Order.Paid):
                 fold.orders[e.originator_id].paid += 1
-            entry = _entry(e, notification.id, running)
+            entry = _entry(e, stored.position, running)
             if entry is None:
                 continue
             owner = ledger_owner.get(e.originator_id)

@@ -63,6 +63,8 @@ class VideoJobs:
         self._futures: dict[UUID, Future[None]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self.sweeps = 0  # sweeps finished: operators (and drills) see the sweeper alive
+        self.claims_refused = 0  # jobs left to a live runner elsewhere
 
     def submit(self, video_id: UUID) -> None:
         with self._lock:
@@ -92,12 +94,17 @@ class VideoJobs:
             while not self._stop.is_set():
                 try:
                     self.resume()
+                    self.sweeps += 1
                 except Exception:  # the database may be away for a moment: try again
                     log.exception("job sweep failed")
                 self._stop.wait(interval)
 
         self._sweeper = threading.Thread(target=sweep, name="video-job-sweeper", daemon=True)
         self._sweeper.start()
+
+    @property
+    def sweeping(self) -> bool:
+        return self._sweeper is not None
 
     def wait(self, video_id: UUID, timeout: float | None = None) -> None:
         """Block until the video's job has finished (for tests and drills)."""
@@ -135,7 +142,10 @@ class VideoJobs:
     def _render(self, video_id: UUID) -> None:
         flag = self._cancelled[video_id]
         video = self.videos.start_job(video_id, self.worker, self.lease, self.runner_is_gone)
-        if video is None or flag.is_set():
+        if video is None:
+            self.claims_refused += 1
+            return
+        if flag.is_set():
             return
         began = time.monotonic()
         request = GenerationRequest(video.id, video.prompt, video.duration, video.aspect_ratio)

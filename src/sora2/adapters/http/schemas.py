@@ -250,6 +250,7 @@ class ProcessorStatus(Body):
 class Health(Body):
     status: str
     processors: list[ProcessorStatus] | None = None
+    job_sweeps: int | None = None  # sweeps for unfinished videos so far (a process that renders)
 
 
 IdempotencyKey = Annotated[

@@ -182,7 +182,8 @@ class SqlReadModels(ReadModelView):
 
     def fresh_copy(self) -> SqlReadModels:
         fresh = copy.copy(self)  # the same store and statements; other tables
-        fresh.__dict__.pop("_thread_state", None)
+        for own in ("_thread_state", "_texts"):  # per view: its cursor, its table names
+            fresh.__dict__.pop(own, None)
         fresh.tables = f"rb{secrets.token_hex(4)}_"
         fresh.create_read_model_tables(indexes=False)
         return fresh
@@ -280,9 +281,9 @@ class SqlReadModels(ReadModelView):
                 ("seq", *CREDIT_COLUMNS),
                 {"seq": tracking.notification_id, **row.__dict__},
             ),
-            ("DELETE FROM {p}rm_balances WHERE user_id = :user_id", {"user_id": row.user_id}),
             (
-                "INSERT INTO {p}rm_balances (user_id, balance) VALUES (:user_id, :balance)",
+                "INSERT INTO {p}rm_balances (user_id, balance) VALUES (:user_id, :balance) "
+                "ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance",
                 {"user_id": row.user_id, "balance": row.balance},
             ),
         )

@@ -28,16 +28,20 @@ class ReadYourWrites:
         self.wait_seconds = wait_seconds
         self._marks: dict[UUID, int] = {}
         self._latest = 0  # the last position any command of this process saved at
+        self._revocations: dict[UUID, int] = {}  # password changes and resets, by user
         self._lock = threading.Lock()  # guards the dict only, never held while waiting
 
-    def note(self, user_id: UUID, position: int | None) -> None:
-        """The user's command was saved at `position`."""
+    def note(self, user_id: UUID, position: int | None, revokes: bool = False) -> None:
+        """The user's command was saved at `position`; `revokes`: it ended sessions, which
+        every later authentication must see (not only the user's own queries)."""
         if position is None:
             return
         if not self.lane.running:  # no runner here (a CLI, a bare container): project now
             self.lane.wait_for(position)
             return
         with self._lock:
+            if revokes:
+                self._revocations[user_id] = max(position, self._revocations.get(user_id, 0))
             self._latest = max(self._latest, position)
             if position > self._marks.get(user_id, 0):
                 self._marks[user_id] = position
@@ -56,6 +60,19 @@ class ReadYourWrites:
         else:
             log.warning("read models are behind position %s; answering from them", target)
 
+    def wait_revocations(self, user_id: UUID) -> None:
+        """Wait only for the user's last revocation of sessions: what an access check must
+        see, while it need not wait for the user's other writes."""
+        target = self._revocations.get(user_id)
+        if target is None:
+            return
+        if self.lane.wait_for(target, self.wait_seconds):
+            with self._lock:
+                if self._revocations.get(user_id) == target:
+                    del self._revocations[user_id]
+        else:
+            log.warning("read models are behind position %s; answering from them", target)
+
     def wait_latest(self) -> None:
         """Wait for every command this process saved (a query that belongs to no user, such
         as a public share link, which must die the moment its owner revokes it)."""
@@ -68,5 +85,6 @@ class ReadYourWrites:
 
     def _forget_reached(self) -> None:
         reached = self.lane.status.position
-        for user_id in [u for u, p in self._marks.items() if p <= reached]:
-            del self._marks[user_id]
+        for marks in (self._marks, self._revocations):
+            for user_id in [u for u, p in marks.items() if p <= reached]:
+                del marks[user_id]

@@ -45,4 +45,5 @@ class HealthController(Controller):
         ]
         # a stuck processor degrades what it serves, not the API: stay in the pool, say so
         status = "degraded" if any(p.stuck for p in processors) else "ready"
-        return Response(schemas.Health(status, processors))
+        sweeps = sora2.jobs.sweeps if sora2.jobs.sweeping else None
+        return Response(schemas.Health(status, processors, sweeps))
