@@ -45,7 +45,11 @@ def pgbench_inserts(schema: str) -> float:
     """Transactions per second of a one-row INSERT from 32 clients."""
     psql = ["psql", POSTGRES_URL, "-q", "-c"]
     subprocess.run(
-        [*psql, f'CREATE TABLE IF NOT EXISTS "{schema}".bench_rows (id bigserial, v int)'],
+        [
+            *psql,
+            f'CREATE SCHEMA IF NOT EXISTS "{schema}"; '
+            f'CREATE TABLE IF NOT EXISTS "{schema}".bench_rows (id bigserial, v int)',
+        ],
         check=True,
     )
     script = Path(tempfile.mkdtemp()) / "insert.sql"
@@ -71,9 +75,10 @@ def pgbench_inserts(schema: str) -> float:
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
-def serve(env: dict[str, str], port: int) -> subprocess.Popen:
+def serve(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen:
+    command = [str(ROOT / ".venv/bin/sora2"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/sora2"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [*command, "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -117,11 +122,7 @@ def wrk_generate(wrk: str, base: str, tokens: list[str]) -> tuple[float, str]:
     return rate, p99
 
 
-def main() -> None:
-    wrk = ensure_wrk()
-    if wrk is None:
-        print("generate on PostgreSQL: skipped (wrk is not installed)")
-        return
+def generate_rate(workers: int) -> tuple[float, str]:
     folder = Path(tempfile.mkdtemp(prefix="sora2-bench-"))
     with postgres_settings(folder) as settings:
         port = free_port()
@@ -136,7 +137,7 @@ def main() -> None:
             "SORA2_VAR_DIR": str(folder / "var"),
             "UPLOAD_DIR": str(folder / "uploads"),
         }
-        server = serve(env, port)
+        server = serve(env, port, workers)
         base = f"http://127.0.0.1:{port}"
         try:
             tokens = []
@@ -151,17 +152,26 @@ def main() -> None:
                     timeout=30,
                 )
                 tokens.append(r.json()["accessToken"])
-            rate, p99 = wrk_generate(wrk, base, tokens)
+            return wrk_generate(ensure_wrk() or "wrk", base, tokens)
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def main() -> None:
+    if ensure_wrk() is None:
+        print("generate on PostgreSQL: skipped (wrk is not installed)")
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sora2-bench-"))
+    with postgres_settings(folder) as settings:
         inserts = pgbench_inserts(settings.postgres_schema)
-    load = os.getloadavg()[0]
-    print(
-        f"POST generate, PostgreSQL, -c{CLIENTS}: {rate:,.0f} commands/s, p99 {p99}; "
-        f"pgbench one-row INSERT -c{CLIENTS}: {inserts:,.0f}/s; ratio {rate / inserts:.4f}x "
-        f"(load average {load:.1f})"
-    )
+    for workers in (1, 2):
+        rate, p99 = generate_rate(workers)
+        print(
+            f"POST generate, PostgreSQL, -c{CLIENTS}, serve --workers {workers}: {rate:,.0f} "
+            f"commands/s, p99 {p99}; pgbench one-row INSERT -c{CLIENTS}: {inserts:,.0f}/s; "
+            f"ratio {rate / inserts:.4f}x (load average {os.getloadavg()[0]:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -109,14 +109,17 @@ def bootstrap(
     payments: PaymentProvider | None = None,
     storage: BlobStorage | None = None,
     generator: VideoGenerator | None = None,
+    shared_processes: bool = False,
 ) -> Sora2:
+    """`shared_processes`: one of several API processes behind one address, so a client's
+    next request may reach another process; its queries then wait for the log's head."""
     clock = clock or SystemClock()
     store_env = _event_store_env(settings)
     event_log = EventLog(env=store_env)
     views = _read_model_view(event_log, store_env)
     read_models = Lane(ProjectionProcessor(ReadModels(views)), LogReader(event_log))
     runner = ProcessingRunner(event_log, [read_models])
-    seen = ReadYourWrites(read_models)
+    seen = ReadYourWrites(read_models, head=LogReader(event_log).head if shared_processes else None)
     board = _job_board(views, store_env)
     hasher = hasher or Argon2PasswordHasher()
     mailer = mailer or _mailer(settings)

@@ -20,6 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default=None, help="address to bind (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 3001)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP processes sharing the port (each follows the log itself; queries then wait "
+        "for the log's head, so a write through one is seen through every other)",
+    )
     commands.add_parser(
         "worker", help="render video jobs from the log (with VIDEO_JOBS=off in the API processes)"
     )
@@ -37,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sora2: configuration error: {error}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return serve_api(settings, args.host or settings.host, args.port or settings.port)
+        host, port = args.host or settings.host, args.port or settings.port
+        return serve_api(settings, host, port, max(1, args.workers))
     if args.command == "ledger":
         return ledger(args, settings)
     if args.command == "worker":
@@ -90,9 +98,20 @@ def _one_command(settings: Settings, command: Callable[[Sora2], int]) -> int:
         sora2.close()
 
 
-def serve_api(settings: Settings, host: str, port: int) -> int:
+def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     import uvicorn
 
+    if workers > 1:  # each process builds its own container from the environment
+        uvicorn.run(
+            "sora2.adapters.http.processes:app_of_this_process",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=False,
+        )
+        return 0
     from sora2.adapters.http.app import create_app
     from sora2.bootstrap import bootstrap
 

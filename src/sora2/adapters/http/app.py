@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -9,7 +10,6 @@ from typing import Any
 
 import anyio
 from litestar import Litestar, MediaType, Request, get
-from litestar.concurrency import get_asyncio_executor, set_asyncio_executor
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -41,6 +41,9 @@ DESCRIPTION = (
 @asynccontextmanager
 async def background_work(sora2: Sora2) -> AsyncIterator[None]:
     """While the app serves, the container follows the log and (VIDEO_JOBS=inline) renders."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="handler")
+    )
     await anyio.to_thread.run_sync(sora2.start)
     yield
 
@@ -57,10 +60,7 @@ HANDLER_THREADS = 64
 
 def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
     settings = sora2.settings
-    if get_asyncio_executor() is None:
-        set_asyncio_executor(
-            ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="handler")
-        )
+
     handlers: list[Any] = [
         HealthController,
         AuthController,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from uuid import UUID
 
 from sora2.application.processing.runner import Lane
@@ -23,9 +24,17 @@ MAX_MARKS = 100_000
 
 
 class ReadYourWrites:
-    def __init__(self, lane: Lane, wait_seconds: float = WAIT_SECONDS) -> None:
+    def __init__(
+        self,
+        lane: Lane,
+        wait_seconds: float = WAIT_SECONDS,
+        head: Callable[[], int] | None = None,
+    ) -> None:
         self.lane = lane
         self.wait_seconds = wait_seconds
+        # Several processes serve one address: a user's last write may have gone through
+        # another one, so a query waits for the log's head (one cheap SELECT) instead.
+        self.head = head
         self._marks: dict[UUID, int] = {}
         self._latest = 0  # the last position any command of this process saved at
         self._revocations: dict[UUID, int] = {}  # password changes and resets, by user
@@ -50,6 +59,8 @@ class ReadYourWrites:
 
     def wait(self, user_id: UUID) -> None:
         """Return once the read models hold every command this process saved for the user."""
+        if self.head is not None:
+            return self.wait_for(self.head())
         target = self._marks.get(user_id)
         if target is None:
             return
@@ -63,6 +74,8 @@ class ReadYourWrites:
     def wait_revocations(self, user_id: UUID) -> None:
         """Wait only for the user's last revocation of sessions: what an access check must
         see, while it need not wait for the user's other writes."""
+        if self.head is not None:
+            return self.wait_for(self.head())
         target = self._revocations.get(user_id)
         if target is None:
             return
@@ -76,7 +89,7 @@ class ReadYourWrites:
     def wait_latest(self) -> None:
         """Wait for every command this process saved (a query that belongs to no user, such
         as a public share link, which must die the moment its owner revokes it)."""
-        self.wait_for(self._latest or None)
+        self.wait_for(self.head() if self.head is not None else self._latest or None)
 
     def wait_for(self, position: int | None) -> None:
         """Wait for a position itself (a query that follows a command of any user)."""
