@@ -14,6 +14,7 @@ from uuid import UUID
 import httpx
 import pytest
 
+from sora2.adapters.http.controllers.videos import LiveStreams
 from sora2.config import Settings
 from tests.conftest import Api, start_api
 from tests.support.backends import sqlite_settings
@@ -164,7 +165,10 @@ def test_disconnecting_from_the_stream_does_not_cancel_the_job(
         # the connection is closed; the job goes on until the generator is let go
         video_id = first["id"]
         wait_for_status(client, video_id, lambda s: s["status"] == "PROCESSING")
-        time.sleep(0.5)  # long enough for the server to notice the client has gone
+        deadline = time.monotonic() + 30
+        while LiveStreams.count:  # until the server has noticed that the client left
+            assert time.monotonic() < deadline, "the server never noticed the disconnect"
+            time.sleep(0.02)
         assert client.get(f"/api/videos/{video_id}/status").json()["status"] == "PROCESSING"
         generator.release.set()
 

@@ -245,10 +245,27 @@ def _serve_file(
     return serve_blob(request, sora2.storage, key, "image/jpeg")
 
 
+class LiveStreams:
+    """How many status streams are open in this process (a client that left is off it)."""
+
+    count = 0
+
+
 async def _status_events(
     sora2: Sora2, user_id: UUID, video_id: UUID
 ) -> AsyncIterator[ServerSentEventMessage]:
     """One event per change of status or progress, ending with the final state."""
+    LiveStreams.count += 1
+    try:
+        async for message in _changes(sora2, user_id, video_id):
+            yield message
+    finally:
+        LiveStreams.count -= 1
+
+
+async def _changes(
+    sora2: Sora2, user_id: UUID, video_id: UUID
+) -> AsyncIterator[ServerSentEventMessage]:
     last: bytes | None = None
     progress = 0
     while True:
