@@ -101,3 +101,39 @@ def test_api_actions_are_published_once_in_order(tmp_path: Path) -> None:
     )
     recharged = payloads[subjects.index("credits.recharged")]
     assert recharged["data"]["amount"] == 50 and recharged["data"]["balance"] == 60
+
+
+def test_a_rendered_video_publishes_what_users_care_about_and_no_heartbeats(
+    tmp_path: Path,
+) -> None:
+    from tests.support.generators import ScriptedGenerator
+    from tests.support.videos import wait_for_status
+
+    token = uuid.uuid4().hex[:12]
+    stream, prefix = f"E{token}", f"e{token}"
+    settings = sqlite_settings(
+        tmp_path, NATS_URL=NATS_URL, NATS_STREAM=stream, NATS_SUBJECT_PREFIX=prefix
+    )
+    generator = ScriptedGenerator(steps=6, step_seconds=0.1)  # progress every step
+    api_run = start_api(settings, generator=generator)
+    api = next(api_run)
+    try:
+        _, access = api.register("vic")
+        with api.client(access) as c:
+            video = c.post("/api/videos/generate", json={"prompt": "a kite"}).json()
+            seen: list[dict] = []
+            assert wait_for_status(c, video["id"], seen=seen)["status"] == "COMPLETED"
+            assert any(0 < s["progress"] < 100 for s in seen)  # progress was reported
+        stored = api.sora2.log.recorder.max_notification_id()
+        messages = asyncio.run(read_all(stream, prefix, stored))
+    finally:
+        api_run.close()
+        asyncio.run(delete_stream(stream))
+
+    assert len(messages) == stored
+    about_video = [
+        m.subject.removeprefix(prefix + ".")
+        for m in messages
+        if json.loads(m.data)["aggregateId"] == video["id"]
+    ]
+    assert about_video == ["video.requested", "video.started", "video.completed"]
