@@ -1,10 +1,10 @@
 """The processing runner: one per process, it feeds every processor whole saves from the log.
 
 Each processor has a lane: a thread that reads the log from the processor's own position
-and hands it batches that end at a save boundary (the head it just read, or a large page
-while it catches up a long backlog). Lanes are independent, so a NATS outage never holds
+and hands it batches that end at a save boundary (what one read returned: committed saves
+are whole; or a full page while it catches up a long backlog). Lanes are independent, so a NATS outage never holds
 up the read models. Commands of this process wake the lanes at once (`poke`); writes of
-other processes are seen on the next look at the head (`poll` seconds).
+other processes are seen on the next look at the log (`poll` seconds).
 
 Queries that must see a command's effect wait on a lane's position (`Lane.wait_for`): a
 condition the lane signals, with a bound; nothing in the request path takes a lock the
@@ -62,6 +62,7 @@ class Lane:
         self.name = processor.name
         self.stuck: Stuck | None = None
         self._position = 0
+        self._committed: int | None = None  # the processor's position as this lane left it
         self._moved = threading.Condition()
         self._wake = threading.Event()
         self._step_lock = threading.Lock()  # the lane thread and a caller's catch_up()
@@ -114,23 +115,26 @@ class Lane:
                 try:
                     return self._step()
                 except PositionMoved:
-                    continue
+                    self._committed = None  # read where it got to, and go on from there
             return 0
 
     def _step(self) -> int:
-        after = self.processor.position()
+        if self._committed is None:
+            self._committed = self.processor.position()
+        after = self._committed
         self._advance_to(after)
-        head = self.reader.head()
-        if self.stuck is not None and (not self.stuck.topic or after >= self.stuck.position):
-            self.stuck = None  # the store answers again, or another process got past it
-        if head <= after:
-            return 0
-        up_to = head if head - after <= self.batch_size else None
+        if self.stuck is not None and after >= self.stuck.position:
+            self.stuck = None  # another process got past it
         try:
-            batch = self.reader.read(after, self.batch_size, up_to)
+            # One statement reads a consistent set of committed saves, each whole: so a
+            # page shorter than the limit ends at a save boundary. (A full page is a
+            # backlog being caught up; it ends where the limit cut it.)
+            batch = self.reader.read(after, self.batch_size)
         except Undecodable as bad:
             self._stick(Stuck(bad.position, bad.topic, bad.error))
             return 0
+        if self.stuck is not None and not self.stuck.topic:
+            self.stuck = None  # the store answers again
         if not batch:
             return 0
         return self._process(after, batch)
@@ -145,6 +149,7 @@ class Lane:
                 self._stick(Stuck(batch[0].position, batch[0].topic, _brief(error)))
                 return 0
             return self._process_one_by_one(after, batch)
+        self._committed = batch[-1].position
         self._applied(batch[-1].position)
         return len(batch)
 
@@ -161,7 +166,7 @@ class Lane:
             except Exception as error:
                 self._stick(Stuck(stored.position, stored.topic, _brief(error)))
                 return done
-            after = stored.position
+            after = self._committed = stored.position
             self._applied(after)
             done += 1
         return done
