@@ -3,8 +3,8 @@
 Each processor has a lane: a thread that reads the log from the processor's own position
 and hands it batches that end at a save boundary (what one read returned: committed saves
 are whole; or a full page while it catches up a long backlog). Lanes are independent, so a
-NATS outage never holds up the read models. Commands of this process wake the lanes at once (`poke`); writes of
-other processes are seen on the next look at the log (`poll` seconds).
+NATS outage never holds up the read models. Commands of this process wake the lanes at
+once (`poke`); writes of other processes are seen on the next look at the log (`poll`).
 
 Queries that must see a command's effect wait on a lane's position (`Lane.wait_for`): a
 condition the lane signals, with a bound; nothing in the request path takes a lock the
