@@ -3,10 +3,13 @@ their writes, a save is never seen half-applied, and one bad event stops nothing
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -15,6 +18,7 @@ from eventsourcing.persistence import StoredEvent
 from sora2.bootstrap import bootstrap
 from sora2.config import Settings
 from tests.conftest import Api, running_api
+from tests.support.backends import cli_env
 from tests.support.generators import HOLD, ScriptedGenerator
 from tests.support.videos import wait_for_status
 
@@ -120,7 +124,9 @@ def stuck_read_models(api: Api) -> dict[str, Any] | None:
     return lanes["sora2/read-models"].get("stuck") if body["status"] == "degraded" else None
 
 
-def test_one_bad_event_stops_its_processor_and_nothing_else(backend_settings: Settings) -> None:
+def test_one_bad_event_stops_its_processor_and_nothing_else(
+    backend_settings: Settings, tmp_path: Path
+) -> None:
     with running_api(backend_settings) as api:
         _, before = api.register("carol")
         position = plant_undecodable_event(api)
@@ -142,6 +148,16 @@ def test_one_bad_event_stops_its_processor_and_nothing_else(backend_settings: Se
         with api.client(before) as c:
             assert c.get("/api/users/profile").status_code == 200
         settings = api.sora2.settings
+    audit = subprocess.run(  # the auditors' replay names the event and goes on
+        [str(Path(sys.executable).with_name("sora2")), "ledger", "verify"],
+        env=cli_env(settings, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert f"PROBLEM: event {position} (sora2.domain.gone:Nothing.Happened)" in audit.stdout
+    assert "Traceback" not in audit.stderr
     with running_api(settings) as api:  # and the server starts again
         assert stuck_read_models(api)["position"] == position
         with api.client() as c:

@@ -3,7 +3,6 @@ the fresh tables equal a fold of the log, and the API answered right all along."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -13,17 +12,8 @@ from pathlib import Path
 from sora2.config import Settings
 from tests.conftest import FastHasher, running_api
 from tests.integration.test_projection_rebuild import assert_read_models_equal_the_fold
-from tests.support.backends import base_env
+from tests.support.backends import cli_env
 from tests.support.history import make_history
-
-
-def cli_env(settings: Settings, folder: Path) -> dict[str, str]:
-    env = {**os.environ, **base_env(folder)}
-    env["SORA2_VAR_DIR"] = str(settings.var_dir)
-    if settings.database_url:
-        env["DATABASE_URL"] = settings.database_url
-        env["POSTGRES_SCHEMA"] = settings.postgres_schema or "public"
-    return env
 
 
 def test_rebuild_swaps_in_equal_tables_while_the_api_serves(

@@ -46,3 +46,13 @@ def postgres_settings(folder: Path, **overrides: str) -> Iterator[Settings]:
         yield Settings.from_env(env, dotenv=folder / "no.env")
     finally:
         drop_schema(postgres_env(POSTGRES_URL, None), schema)
+
+
+def cli_env(settings: Settings, folder: Path) -> dict[str, str]:
+    """The environment a `sora2` command needs to reach this test's store."""
+    env = {**os.environ, **base_env(folder)}
+    env["SORA2_VAR_DIR"] = str(settings.var_dir)
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+        env["POSTGRES_SCHEMA"] = settings.postgres_schema or "public"
+    return env

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from uuid import UUID
 
 from sora2.application.event_log import EventLog, event_id
-from sora2.application.processing.log_reader import LogReader
+from sora2.application.processing.log_reader import LogReader, Undecodable
 from sora2.application.processing.processor import Stored
 from sora2.application.projections.read_models import FOLLOWER_NAME
 from sora2.application.projections.rows import CreditRow
@@ -187,9 +187,19 @@ class LedgerAudit:
             self._fold = self._advance(_Fold())
         return self._fold
 
-    def _stored(self, after: int) -> Iterator[Stored]:
+    def _stored(self, after: int) -> Iterator[Stored | Undecodable]:
+        """Every event after `after`; one that cannot be decoded is a finding, not a crash:
+        it is handed on as such and the replay goes on after it."""
         reader = LogReader(self.log)
-        while page := reader.read(after, self.page_size):
+        while True:
+            try:
+                page = reader.read(after, self.page_size)
+            except Undecodable as bad:
+                yield bad
+                after = bad.position
+                continue
+            if not page:
+                return
             yield from page
             after = page[-1].position
 
@@ -197,6 +207,10 @@ class LedgerAudit:
         """Fold the events recorded after `fold.position` into it."""
         running, ledger_owner = fold.running, fold.ledger_owner
         for stored in self._stored(fold.position):
+            if isinstance(stored, Undecodable):
+                fold.problems.append(str(stored))
+                fold.position = stored.position
+                continue
             e = stored.event
             fold.events += 1
             fold.position = stored.position
