@@ -12,7 +12,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from sora2.adapters.views.sql import pyformat
+from sora2.adapters.sql_tables import SqlTables
 
 KEEP_FOR = timedelta(hours=24)
 
@@ -29,13 +29,9 @@ class StoredAnswer:
     body: str | None
 
 
-class SqlIdempotencyStore:
+class SqlIdempotencyStore(SqlTables):
     def __init__(self, datastore: Any, postgres_schema: str | None = None) -> None:
-        self.datastore = datastore
-        self.postgres = postgres_schema is not None
-        self.prefix = f'"{postgres_schema}".' if postgres_schema else ""
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(SCHEMA.format(p=self.prefix))
+        super().__init__(datastore, postgres_schema, (SCHEMA,))
 
     def claim(self, scope: str, key: str, fingerprint: str, now: datetime) -> StoredAnswer | None:
         """None if this request now owns the key; otherwise what is stored for it."""
@@ -94,7 +90,3 @@ class SqlIdempotencyStore:
                     "body": body,
                 },
             )
-
-    def _q(self, statement: str) -> str:
-        statement = statement.format(p=self.prefix)
-        return pyformat(statement) if self.postgres else statement

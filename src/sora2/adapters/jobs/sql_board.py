@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sora2.adapters.views.sql import pyformat, rowcount
+from sora2.adapters.sql_tables import SqlTables
+from sora2.adapters.views.sql import rowcount
 from sora2.application.ports import JobState
 
 SCHEMA = (
@@ -28,14 +29,9 @@ RELEASED = ""  # the worker of a job nobody runs any more
 KEEP_RELEASED = timedelta(hours=1)
 
 
-class SqlJobBoard:
+class SqlJobBoard(SqlTables):
     def __init__(self, datastore: Any, postgres_schema: str | None = None) -> None:
-        self.datastore = datastore
-        self.postgres = postgres_schema is not None
-        self.prefix = f'"{postgres_schema}".' if postgres_schema else ""
-        with self.datastore.transaction(commit=True) as c:
-            for statement in SCHEMA:
-                c.execute(statement.format(p=self.prefix))
+        super().__init__(datastore, postgres_schema, SCHEMA)
 
     def claim(
         self,
@@ -151,10 +147,6 @@ class SqlJobBoard:
 
     def _row(self, video_id: UUID) -> JobState | None:
         return self.states([video_id]).get(video_id)
-
-    def _q(self, statement: str) -> str:
-        statement = statement.format(p=self.prefix)
-        return pyformat(statement) if self.postgres else statement
 
 
 def _state(row: Any) -> JobState:

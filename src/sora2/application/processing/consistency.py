@@ -59,30 +59,23 @@ class ReadYourWrites:
 
     def wait(self, user_id: UUID) -> None:
         """Return once the read models hold every command this process saved for the user."""
-        if self.head is not None:
-            return self.wait_for(self.head())
-        target = self._marks.get(user_id)
-        if target is None:
-            return
-        if self.lane.wait_for(target, self.wait_seconds):
-            with self._lock:
-                if self._marks.get(user_id) == target:
-                    del self._marks[user_id]
-        else:
-            log.warning("read models are behind position %s; answering from them", target)
+        self._wait_mark(self._marks, user_id)
 
     def wait_revocations(self, user_id: UUID) -> None:
         """Wait only for the user's last revocation of sessions: what an access check must
         see, while it need not wait for the user's other writes."""
+        self._wait_mark(self._revocations, user_id)
+
+    def _wait_mark(self, marks: dict[UUID, int], user_id: UUID) -> None:
         if self.head is not None:
             return self.wait_for(self.head())
-        target = self._revocations.get(user_id)
+        target = marks.get(user_id)
         if target is None:
             return
         if self.lane.wait_for(target, self.wait_seconds):
             with self._lock:
-                if self._revocations.get(user_id) == target:
-                    del self._revocations[user_id]
+                if marks.get(user_id) == target:
+                    del marks[user_id]
         else:
             log.warning("read models are behind position %s; answering from them", target)
 
