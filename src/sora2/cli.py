@@ -98,6 +98,11 @@ def _one_command(settings: Settings, command: Callable[[Sora2], int]) -> int:
         sora2.close()
 
 
+# h11 hands a header with a control character to the app, which answers 400 in the error
+# shape; httptools would answer with a plain-text 400 before the app sees the request.
+HTTP_PARSER = "h11"
+
+
 def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     import uvicorn
 
@@ -110,6 +115,7 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
             port=port,
             log_level="info",
             proxy_headers=False,
+            http=HTTP_PARSER,
         )
         return 0
     from sora2.adapters.http.app import create_app
@@ -118,7 +124,9 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
     sora2 = bootstrap(settings)
     app = create_app(sora2)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.run(
+            app, host=host, port=port, log_level="info", proxy_headers=False, http=HTTP_PARSER
+        )
     finally:
         sora2.close()
     return 0

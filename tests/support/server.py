@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from sora2.cli import HTTP_PARSER
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -30,6 +32,7 @@ def serving(app: Any, port: int | None = None) -> Iterator[str]:
         log_level="warning",
         lifespan="on",
         proxy_headers=False,  # as `sora2 serve`: only TRUSTED_PROXIES decides
+        http=HTTP_PARSER,  # and its HTTP parser
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
