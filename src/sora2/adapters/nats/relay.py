@@ -195,7 +195,9 @@ class NatsRelay:
     async def publish_stored(self, batch: list[Stored]) -> int:
         """Publish events the processing runner read (right after our position)."""
         if self._nc is None:
-            await self.start()
+            await self.start()  # may move our position up to what the stream already holds
+            done = await asyncio.to_thread(lambda: self.position)
+            batch = [stored for stored in batch if stored.position > done]
         return await self._publish_page([self._outgoing(stored) for stored in batch])
 
     async def _publish_page(self, page: list[Outgoing]) -> int:
