@@ -39,7 +39,7 @@ async def read_all(stream: str, prefix: str, expected: int, timeout: float = 15)
         while True:
             try:
                 batch = await sub.fetch(100, timeout=1)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either
+            except (TimeoutError, nats.errors.TimeoutError):  # nats-py raises either
                 break
             for message in batch:
                 await message.ack()
