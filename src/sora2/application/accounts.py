@@ -119,6 +119,7 @@ class Accounts:
             fresh = session.rotate(token_id, uuid4(), self.clock.now())
             position = self.log.commit(session)
             if not fresh:
+                self.seen.note(session.user_id, position, revokes=True)
                 raise NotAuthenticated("refresh token reuse detected; the session was revoked")
             return position, session, user
 
@@ -129,17 +130,25 @@ class Accounts:
             session = self.log.find(Session, session_id)
             if session is not None:
                 session.end("logout", self.clock.now())
-                self.log.commit(session)
+                self.seen.note(session.user_id, self.log.commit(session), revokes=True)
 
         retry_on_conflict(decide)
 
     def authenticate(self, user_id: UUID, session_id: UUID, epoch: int) -> UserRow:
         """The user behind an access token, unless its session ended (logout, token reuse)
-        or the account's sessions were revoked (password change or reset)."""
-        self.seen.wait_revocations(user_id)  # only the epoch matters here
-        user = self.views.user(user_id)
-        if user is None or epoch != user.session_epoch:  # the view may not have it yet
-            user = self._user_row(user_id)
+        or the account's sessions were revoked (password change or reset).
+
+        One row answers it (the user's epoch and the session's end, read together) once the
+        read models hold the user's last revocation; a session or user they do not hold yet
+        is read from the log itself."""
+        self.seen.wait_revocations(user_id)
+        access = self.views.access(user_id, session_id)
+        if access is not None and access.user.session_epoch == epoch:
+            if access.session_ended is True or access.session_user not in (None, user_id):
+                raise NotAuthenticated("this session has ended; sign in again")
+            if access.session_ended is False:
+                return access.user
+        user = self._user_row(user_id)  # not in the read models yet: the log decides
         if user is None:
             raise NotAuthenticated("the account no longer exists")
         if epoch != user.session_epoch:

@@ -20,7 +20,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 
 from sora2.application.processing.processor import PositionMoved
-from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
+from sora2.application.projections.rows import Access, CreditRow, OrderRow, Page, UserRow, VideoRow
 from sora2.application.projections.view import ReadModelView
 
 USER_COLUMNS = (
@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS {p}rm_users (
     id TEXT PRIMARY KEY, email TEXT NOT NULL, username TEXT NOT NULL, avatar_key TEXT,
     role TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
     session_epoch INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS {p}rm_sessions (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS {p}rm_balances (
     user_id TEXT PRIMARY KEY, balance BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS {p}rm_credits (
@@ -103,7 +105,7 @@ CREATE INDEX IF NOT EXISTS rm_videos_by_user ON {p}rm_videos (user_id, seq);
 CREATE INDEX IF NOT EXISTS rm_videos_by_share ON {p}rm_videos (share_token_hash);
 CREATE INDEX IF NOT EXISTS rm_videos_by_status ON {p}rm_videos (status);
 """
-TABLES = ("users", "balances", "credits", "orders", "videos")
+TABLES = ("users", "sessions", "balances", "credits", "orders", "videos")
 POSITIONS = """CREATE TABLE IF NOT EXISTS {p}processor_positions (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL)"""
 
@@ -273,6 +275,20 @@ class SqlReadModels(ReadModelView):
     ) -> None:
         self._write(tracking, _update("rm_users", user_id, {**changes, "updated_at": at}))
 
+    def add_session(self, session_id: UUID, user_id: UUID, tracking: Tracking) -> None:
+        self._write(
+            tracking,
+            (
+                "INSERT INTO {p}rm_sessions (id, user_id, ended) VALUES (:id, :user_id, 0)",
+                {"id": session_id, "user_id": user_id},
+            ),
+        )
+
+    def end_session(self, session_id: UUID, tracking: Tracking) -> None:
+        self._write(
+            tracking, ("UPDATE {p}rm_sessions SET ended = 1 WHERE id = :id", {"id": session_id})
+        )
+
     def add_credit(self, row: CreditRow, tracking: Tracking) -> None:
         self._write(
             tracking,
@@ -329,6 +345,23 @@ class SqlReadModels(ReadModelView):
     def user(self, user_id: UUID) -> UserRow | None:
         rows = self._rows(_select("rm_users", USER_COLUMNS) + " WHERE id = :id", {"id": user_id})
         return UserRow(**_decode(rows[0], USER_COLUMNS)) if rows else None
+
+    def access(self, user_id: UUID, session_id: UUID) -> Access | None:
+        columns = ", ".join(f"u.{c} AS {c}" for c in USER_COLUMNS)
+        rows = self._rows(
+            f"SELECT {columns}, s.ended AS session_ended, s.user_id AS session_user "
+            "FROM {p}rm_users u LEFT JOIN {p}rm_sessions s ON s.id = :s WHERE u.id = :u",
+            {"u": user_id, "s": session_id},
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        ended, owner = row["session_ended"], row["session_user"]
+        return Access(
+            UserRow(**_decode(row, USER_COLUMNS)),
+            None if ended is None else bool(ended),
+            UUID(owner) if owner else None,
+        )
 
     def balance_of(self, user_id: UUID) -> int:
         rows = self._rows("SELECT balance FROM {p}rm_balances WHERE user_id = :u", {"u": user_id})

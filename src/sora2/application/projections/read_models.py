@@ -13,6 +13,7 @@ from sora2.application.projections.rows import CreditRow, OrderRow, UserRow, Vid
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
 from sora2.domain.orders.order import Order
+from sora2.domain.users.session import Session
 from sora2.domain.users.user import User
 from sora2.domain.videos.video import Video
 
@@ -47,6 +48,8 @@ class ReadModels(Projection[ReadModelView]):
             CreditLedger.Refunded: lambda e, t: self._credit(
                 e, t, "REFUND", e.amount, e.video_id, "Refund for a failed or cancelled video"
             ),
+            Session.Started: lambda e, t: self.view.add_session(e.originator_id, e.user_id, t),
+            Session.Ended: lambda e, t: self.view.end_session(e.originator_id, t),
             Order.Created: self._order_created,
             Order.Paid: lambda e, t: self.view.update_order(
                 e.originator_id, "PAID", e.timestamp, t

@@ -21,6 +21,15 @@ class UserRow:
 
 
 @dataclass(frozen=True)
+class Access:
+    """What an access check reads in one go: the user, and the session if it is known."""
+
+    user: UserRow
+    session_ended: bool | None  # None: the read models do not hold the session (yet)
+    session_user: UUID | None
+
+
+@dataclass(frozen=True)
 class CreditRow:
     id: UUID
     user_id: UUID

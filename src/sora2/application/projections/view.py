@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
-from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
+from sora2.application.projections.rows import Access, CreditRow, OrderRow, Page, UserRow, VideoRow
 
 
 class ReadModelView(TrackingRecorder, ABC):
@@ -83,6 +83,16 @@ class ReadModelView(TrackingRecorder, ABC):
     # --- reads ---
     @abstractmethod
     def user(self, user_id: UUID) -> UserRow | None: ...
+
+    @abstractmethod
+    def access(self, user_id: UUID, session_id: UUID) -> Access | None:
+        """The user and whether the session ended, in one read; None if no such user."""
+
+    @abstractmethod
+    def add_session(self, session_id: UUID, user_id: UUID, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def end_session(self, session_id: UUID, tracking: Tracking) -> None: ...
 
     @abstractmethod
     def balance_of(self, user_id: UUID) -> int: ...
