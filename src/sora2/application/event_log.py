@@ -6,6 +6,7 @@ across aggregates (a video and its ledger change together or not at all).
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R")
 
 LOG_NAME = "sora2"
+log = logging.getLogger("sora2.log")
 
 
 class EventLog(Application[UUID]):
@@ -40,7 +42,7 @@ class EventLog(Application[UUID]):
     def __init__(self, env: Any = None) -> None:
         super().__init__(env)
         self._on_commit: list[Callable[[int], None]] = []
-        self._group = GroupCommit(self._record_and_snapshot)
+        self._group = GroupCommit(self._record)
 
     def on_commit(self, listener: Callable[[int], None]) -> None:
         """Call `listener(last notification id)` after each save of this process (the
@@ -71,17 +73,23 @@ class EventLog(Application[UUID]):
         if not pending.events:
             return None
         recordings = self._group.save(pending)
+        self._after_commit(pending, recordings)
         position = recordings[-1].notification.id
         for listener in self._on_commit:
             listener(position)
         return position
 
-    def _record_and_snapshot(self, pending: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        """What `Application.save` does once its events are collected: one transaction."""
-        recordings = self._record(pending)
-        self._take_snapshots(pending)
+    def _after_commit(
+        self, pending: ProcessingEvent[UUID], recordings: list[Recording[UUID]]
+    ) -> None:
+        """What `Application.save` does after recording, in the command's own thread, out of
+        the group's transaction: snapshots are a cache of the log, so one that fails is
+        only logged (the command has committed)."""
+        try:
+            self._take_snapshots(pending)
+        except Exception:
+            log.warning("a snapshot could not be taken; the log is whole", exc_info=True)
         self._notify(recordings)
-        return recordings
 
     @property
     def position(self) -> int:

@@ -74,34 +74,40 @@ class GroupCommit:
                 slot.wake.set()
 
     def _save(self, batch: Sequence[_Slot]) -> None:
-        if len(batch) > 1:
-            merged = _merged(batch)
-            if merged is not None:
-                try:
-                    recordings = self.record(merged)
-                except Exception:
-                    pass  # a member's conflict (or a fault): each on its own below
+        """Commands that save the same aggregate cannot share a transaction (only one of
+        them can win its version): each round takes those that touch distinct aggregates."""
+        rest = list(batch)
+        while rest:
+            group, later, taken = [], [], set()
+            for slot in rest:
+                keys = slot.pending.aggregates.keys()
+                if taken & keys:
+                    later.append(slot)
                 else:
-                    start = 0
-                    for slot in batch:
-                        end = start + len(slot.pending.events)
-                        slot.recordings = recordings[start:end]
-                        start = end
-                    return
-        for slot in batch:
+                    group.append(slot)
+                    taken |= keys
+            self._save_group(group)
+            rest = later
+
+    def _save_group(self, group: Sequence[_Slot]) -> None:
+        if len(group) > 1:
+            merged: ProcessingEvent[Any] = ProcessingEvent()
+            for slot in group:
+                merged.aggregates.update(slot.pending.aggregates)
+                merged.events.extend(slot.pending.events)
+            try:
+                recordings = self.record(merged)
+            except Exception:
+                pass  # a member lost a version race (or a fault): each on its own below
+            else:
+                start = 0
+                for slot in group:
+                    end = start + len(slot.pending.events)
+                    slot.recordings = recordings[start:end]
+                    start = end
+                return
+        for slot in group:
             try:
                 slot.recordings = self.record(slot.pending)
             except BaseException as error:
                 slot.error = error
-
-
-def _merged(batch: Sequence[_Slot]) -> ProcessingEvent[Any] | None:
-    """One ProcessingEvent of the whole batch; None if two members save the same aggregate
-    (only one of them can win: no use trying them together)."""
-    merged: ProcessingEvent[Any] = ProcessingEvent()
-    for slot in batch:
-        if merged.aggregates.keys() & slot.pending.aggregates.keys():
-            return None
-        merged.aggregates.update(slot.pending.aggregates)
-        merged.events.extend(slot.pending.events)
-    return merged
