@@ -36,11 +36,11 @@ async def read_all(stream: str, prefix: str, expected: int, timeout: float = 15)
             await asyncio.sleep(0.1)
         sub = await js.pull_subscribe(f"{prefix}.>", durable=None, stream=stream)
         messages = []
-        while True:
+        while len(messages) < expected and time.monotonic() < deadline + timeout:
             try:
                 batch = await sub.fetch(100, timeout=1)
             except (TimeoutError, nats.errors.TimeoutError):  # nats-py raises either
-                break
+                continue  # a slow machine: ask again until all arrived or time is up
             for message in batch:
                 await message.ack()
                 messages.append(message)
