@@ -8,6 +8,7 @@ retry charge again. A retry after such a failure needs a new key.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from typing import Any
 
@@ -25,6 +26,8 @@ PAYING = re.compile(
 )
 VALID_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 MAX_BODY = 1024 * 1024  # as the app's own limit: these routes take small JSON bodies
+
+log = logging.getLogger("sora2.idempotency")
 
 
 class IdempotencyMiddleware:
@@ -79,7 +82,28 @@ class IdempotencyMiddleware:
             if stored is not None:
                 await _replay(send, stored, fingerprint)
                 return
-            captured: dict[str, Any] = {"status": 500, "type": "application/json", "body": b""}
+            captured: dict[str, Any] = {
+                "status": 500,
+                "type": "application/json",
+                "body": b"",
+                "stored": False,
+            }
+
+            async def keep() -> None:
+                if captured["stored"]:
+                    return
+                captured["stored"] = True
+                try:
+                    await anyio.to_thread.run_sync(
+                        store.complete,
+                        user,
+                        key,
+                        captured["status"],
+                        captured["type"],
+                        captured["body"].decode("utf-8", "replace"),
+                    )
+                except Exception:  # the answer still reaches the client; only a replay is lost
+                    log.exception("could not keep the answer of an Idempotency-Key")
 
             async def capture(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
@@ -90,19 +114,14 @@ class IdempotencyMiddleware:
                     )
                 elif message["type"] == "http.response.body":
                     captured["body"] += message.get("body", b"")
+                    if not message.get("more_body", False):
+                        await keep()  # before the client learns the answer is whole
                 await send(message)
 
             try:
                 await app(scope, _replaying(body, receive), capture)
             finally:  # every answer is kept, 5xx too: it may have come after the commit
-                await anyio.to_thread.run_sync(
-                    store.complete,
-                    user,
-                    key,
-                    captured["status"],
-                    captured["type"],
-                    captured["body"].decode("utf-8", "replace"),
-                )
+                await keep()
 
         return middleware
 
