@@ -41,11 +41,13 @@ DESCRIPTION = (
 @asynccontextmanager
 async def background_work(sora2: Sora2) -> AsyncIterator[None]:
     """While the app serves, the container follows the log and (VIDEO_JOBS=inline) renders."""
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="handler")
-    )
+    handlers = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="handler")
+    asyncio.get_running_loop().set_default_executor(handlers)
     await anyio.to_thread.run_sync(sora2.start)
-    yield
+    try:
+        yield
+    finally:
+        handlers.shutdown(wait=False)  # its idle threads end with the app
 
 
 @get("/api-docs.json", include_in_schema=False, media_type=MediaType.JSON)

@@ -25,7 +25,7 @@ SCHEMA = (
     id INTEGER PRIMARY KEY, seconds_per_second DOUBLE PRECISION NOT NULL)""",
 )
 RATE_WEIGHT = 0.3  # how much the latest render moves the average
-RELEASED = ""  # the worker of a job nobody runs any more
+RELEASED = "(released)"  # the worker of a job nobody runs any more: never a runner id
 KEEP_RELEASED = timedelta(hours=1)
 
 

@@ -1,8 +1,8 @@
 """The read models in SQL, one implementation for SQLite and PostgreSQL.
 
 Statements are written once with `:name` parameters; the dialect adapts placeholders and
-types. Rows and the tracking position commit in one transaction (eventsourcing's
-`_insert_tracking` on the same cursor).
+types. Rows are written only inside a `batch`, whose transaction also moves the processor's
+position, so they and the position commit together.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class SqlReadModels(ReadModelView):
         return self.datastore.transaction(commit=commit)  # type: ignore[attr-defined]
 
     def create_read_model_tables(self, indexes: bool = True) -> None:
-        self.__dict__.setdefault("_thread_state", threading.local())  # before any thread
+        self.__dict__.setdefault("_thread_state", threading.local())  # before any lane thread
         with self._transaction(commit=True) as c:
             for statement in self._statements(SCHEMA + (INDEXES if indexes else "") + ";"):
                 c.execute(statement)
@@ -138,9 +138,7 @@ class SqlReadModels(ReadModelView):
     @property
     def _local(self) -> threading.local:
         """The batch cursor of this thread (per view: a rebuild's view is another one)."""
-        if "_thread_state" not in self.__dict__:
-            self.__dict__["_thread_state"] = threading.local()
-        return self.__dict__["_thread_state"]
+        return self.__dict__.setdefault("_thread_state", threading.local())
 
     def position_of(self, name: str) -> int:
         rows = self._rows(
@@ -152,8 +150,8 @@ class SqlReadModels(ReadModelView):
         start = self.max_tracking_id(name) or 0  # type: ignore[attr-defined]
         with self._transaction(commit=True) as c:
             c.execute(
-                self._params(
-                    f"INSERT INTO {self.prefix}processor_positions (name, position) "
+                self._text(
+                    "INSERT INTO {p}processor_positions (name, position) "
                     "VALUES (:name, :position) ON CONFLICT (name) DO NOTHING"
                 ),
                 {"name": name, "position": start},
@@ -165,8 +163,8 @@ class SqlReadModels(ReadModelView):
         with self._transaction(commit=True) as c:
             # first, so the row lock (PostgreSQL) or the write lock (SQLite) is ours at once
             c.execute(
-                self._params(
-                    f"UPDATE {self.prefix}processor_positions SET position = :last "
+                self._text(
+                    "UPDATE {p}processor_positions SET position = :last "
                     "WHERE name = :name AND position = :after"
                 ),
                 {"name": name, "after": after, "last": last},
@@ -196,9 +194,8 @@ class SqlReadModels(ReadModelView):
             # hold the live position first: the live lane's next batch waits, then finds
             # its position moved and carries on from ours
             c.execute(
-                self._params(
-                    f"UPDATE {self.prefix}processor_positions SET position = position "
-                    "WHERE name = :name"
+                self._text(
+                    "UPDATE {p}processor_positions SET position = position WHERE name = :name"
                 ),
                 {"name": name},
             )
@@ -215,9 +212,8 @@ class SqlReadModels(ReadModelView):
             for statement in self._statements(INDEXES):
                 c.execute(statement)
             c.execute(
-                self._params(
-                    f"UPDATE {self.prefix}processor_positions SET position = :position "
-                    "WHERE name = :name"
+                self._text(
+                    "UPDATE {p}processor_positions SET position = :position WHERE name = :name"
                 ),
                 {"name": name, "position": position},
             )
@@ -231,24 +227,16 @@ class SqlReadModels(ReadModelView):
     def forget_position(self, name: str) -> None:
         with self._transaction(commit=True) as c:
             c.execute(
-                self._params(f"DELETE FROM {self.prefix}processor_positions WHERE name = :name"),
+                self._text("DELETE FROM {p}processor_positions WHERE name = :name"),
                 {"name": name},
             )
 
-    def skip(self, tracking: Tracking) -> None:
-        if getattr(self._local, "cursor", None) is None:  # in a batch the position moves anyway
-            self.insert_tracking(tracking)  # type: ignore[attr-defined]
-
     def _write(self, tracking: Tracking, *statements: tuple[str, dict[str, Any]]) -> None:
         cursor = getattr(self._local, "cursor", None)
-        if cursor is not None:  # inside a batch: its transaction commits with the position
-            for statement, params in statements:
-                cursor.execute(self._text(statement), encode_params(params))
-            return
-        with self._transaction(commit=True) as c:
-            for statement, params in statements:
-                c.execute(self._sql(self._params(statement)), encode_params(params))
-            self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+        if cursor is None:
+            raise RuntimeError("read models are written inside a batch, with their position")
+        for statement, params in statements:
+            cursor.execute(self._text(statement), encode_params(params))
 
     def _params(self, statement: str) -> str:
         return statement  # SQLite takes :name as written

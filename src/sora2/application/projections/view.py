@@ -77,8 +77,7 @@ class ReadModelView(TrackingRecorder, ABC):
     def remove_video(self, video_id: UUID, tracking: Tracking) -> None: ...
 
     def skip(self, tracking: Tracking) -> None:
-        """Move past an event no read model needs."""
-        self.insert_tracking(tracking)
+        """An event no read model needs: the batch's position moves past it anyway."""
 
     # --- reads ---
     @abstractmethod
