@@ -158,6 +158,16 @@ def test_one_bad_event_stops_its_processor_and_nothing_else(
     assert audit.returncode == 1, audit.stdout + audit.stderr
     assert f"PROBLEM: event {position} (sora2.domain.gone:Nothing.Happened)" in audit.stdout
     assert "Traceback" not in audit.stderr
+    rebuild = subprocess.run(  # a rebuild refuses to swap in tables that miss an event
+        [str(Path(sys.executable).with_name("sora2")), "views", "rebuild"],
+        env=cli_env(settings, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rebuild.returncode == 1, rebuild.stderr
+    assert f"cannot apply event {position}" in rebuild.stderr
+    assert "left as they were" in rebuild.stderr and "Traceback" not in rebuild.stderr
     with running_api(settings) as api:  # and the server starts again
         assert stuck_read_models(api)["position"] == position
         with api.client() as c:

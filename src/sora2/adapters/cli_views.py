@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sora2.application.processing.log_reader import LogReader
-from sora2.application.processing.rebuild import rebuild_read_models
+from sora2.application.processing.rebuild import RebuildFailed, rebuild_read_models
 
 if TYPE_CHECKING:
     from sora2.bootstrap import Sora2
@@ -31,7 +31,12 @@ def add_views_commands(subparsers: Any) -> None:
 
 def run_views_command(args: argparse.Namespace, sora2: Sora2, out: TextIO = sys.stderr) -> int:
     bar = ProgressBar(out)
-    result = rebuild_read_models(LogReader(sora2.log), sora2.views, bar)
+    try:
+        result = rebuild_read_models(LogReader(sora2.log), sora2.views, bar)
+    except RebuildFailed as failure:  # the live tables are untouched
+        bar.close()
+        print(f"sora2 views rebuild: {failure}; the read models were left as they were", file=out)
+        return 1
     bar.close()
     print(
         f"rebuilt the read models from {result.events:,} events up to position "

@@ -25,6 +25,10 @@ REBUILD_BATCH = 5000
 Progress = Callable[[int, int], None]  # (events done, events in the log)
 
 
+class RebuildFailed(Exception):
+    """An event the fresh tables cannot take; the live ones were not touched."""
+
+
 @dataclass(frozen=True)
 class Rebuilt:
     events: int
@@ -51,7 +55,7 @@ def rebuild_read_models(
             done += count
             on_progress(done, max(total, done))
         if lane.stuck is not None:
-            raise RuntimeError(
+            raise RebuildFailed(
                 f"the rebuild cannot apply event {lane.stuck.position}: {lane.stuck.error}"
             )
         filled = lane.position
