@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -67,10 +68,14 @@ def test_api_responses_carry_the_rate_limit_headers(limited_api: Api) -> None:
         assert before + 15 * 60 - 1 <= reset <= after + 15 * 60 + 1
         assert second.headers["x-ratelimit-reset"] == first.headers["x-ratelimit-reset"]
         # errors are counted and labelled too
+        bad = c.get(f"/api/videos/{uuid.uuid4()}")
+        assert bad.status_code == 404
+        assert bad.headers["x-ratelimit-remaining"] == "97"
+        # an anonymous caller from the same IP has the IP's budget, not alice's
         with limited_api.client() as anonymous:
             r = anonymous.get("/api/users/profile")
         assert r.status_code == 401
-        assert r.headers["x-ratelimit-remaining"] == "97"  # same IP
+        assert r.headers["x-ratelimit-remaining"] == "99"
         # probes and docs are not limited
         for path in ("/health", "/ready", "/api-docs.json"):
             assert "x-ratelimit-limit" not in c.get(path).headers
@@ -151,6 +156,30 @@ def test_a_signed_in_user_is_limited_whatever_ip_they_use(proxied_api: Api) -> N
         assert r.headers["x-ratelimit-remaining"] == "99"
 
 
+def test_generation_is_limited_per_user_so_users_behind_one_ip_each_get_ten(
+    tmp_path: Path,
+) -> None:
+    with contextmanager(limited)(tmp_path, VIDEO_JOBS="off") as api:
+        users = [api.register(name)[1] for name in ("alice", "bob")]
+        for token in users:  # 10 videos of 5 credits each: 50 credits, 10 from the bonus
+            with api.client(token) as c:
+                r = c.post("/api/credits/recharge", json={"credits": 40, "paymentMethod": "STRIPE"})
+                assert r.status_code == 201, r.text
+        for token in users:  # one address (127.0.0.1, no proxy trusted), two budgets
+            with api.client(token) as c:
+                for i in range(10):
+                    r = c.post("/api/videos/generate", json={"prompt": f"clip {i}"})
+                    assert r.status_code == 201, (i, r.text)
+                    assert r.headers["x-ratelimit-limit"] == "10"
+                    assert r.headers["x-ratelimit-remaining"] == str(9 - i)
+                assert_too_many(c.post("/api/videos/generate", json={"prompt": "x"}), 10, 3600)
+                assert c.get("/api/credits/balance").json() == {"balance": 0}  # none charged
+        with api.client() as anonymous:  # without a token, the IP's own budget
+            r = anonymous.post("/api/videos/generate", json={"prompt": "x"})
+            assert r.status_code == 401
+            assert r.headers["x-ratelimit-remaining"] == "9"
+
+
 # --- Redis -------------------------------------------------------------------------------
 
 
@@ -220,7 +249,7 @@ def test_redis_counters_are_shared_between_instances(
 def test_redis_general_limit_spans_instances(two_instances: tuple[Api, Api]) -> None:
     a, b = two_instances
     _, token = a.register("alice")
-    with b.client() as c:  # b knows nothing of alice: a 401, still counted
+    with b.client(token) as c:  # b's store knows nothing of alice: a 401, still her count
         for i in range(50):
             assert c.get("/api/credits/balance").status_code == 401, i
     with a.client(token) as c:
@@ -229,5 +258,9 @@ def test_redis_general_limit_spans_instances(two_instances: tuple[Api, Api]) -> 
             assert r.status_code == 200, (i, r.text)
         assert r.headers["x-ratelimit-remaining"] == "0"
         assert_too_many(c.get("/api/credits/balance"), 100, 15 * 60)
-    with b.client() as c:
+    with b.client(token) as c:
+        assert_too_many(c.get("/api/users/profile"), 100, 15 * 60)
+    with b.client() as c:  # anonymous callers from that IP are counted on their own
+        for i in range(100):
+            assert c.get("/api/credits/balance").status_code == 401, i
         assert_too_many(c.get("/api/users/profile"), 100, 15 * 60)

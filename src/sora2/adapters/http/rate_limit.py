@@ -1,7 +1,9 @@
 """Request limits per client IP and per signed-in user, with the X-RateLimit-* headers.
 
 A route's own rule (register, login, video generation) applies instead of the general one.
-A request is refused when either its IP's or its user's counter is over the limit.
+A signed-in request counts against its user's budget only, wherever it comes from, so users
+behind one address (an office, a carrier's NAT) each get their own; an anonymous request
+counts against its client IP's.
 """
 
 from __future__ import annotations
@@ -97,11 +99,11 @@ class RateLimitMiddleware:
                 await app(scope, receive, send)
                 return
             store: RateLimitStore = sora2.rate_limits
-            keys = [f"{rule.name}:ip:{client_ip(scope, sora2.settings.trusted_proxies)}"]
             if (user := user_of(scope, sora2)) is not None:
-                keys.append(f"{rule.name}:user:{user}")
-            counts = [await store.hit(key, rule.window_seconds) for key in keys]
-            count, reset = max(counts, key=lambda c: c[0])
+                key = f"{rule.name}:user:{user}"
+            else:
+                key = f"{rule.name}:ip:{client_ip(scope, sora2.settings.trusted_proxies)}"
+            count, reset = await store.hit(key, rule.window_seconds)
             headers = [
                 (b"x-ratelimit-limit", str(rule.limit).encode()),
                 (b"x-ratelimit-remaining", str(max(0, rule.limit - count)).encode()),
