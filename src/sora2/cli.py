@@ -116,6 +116,7 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
             log_level="info",
             proxy_headers=False,
             http=HTTP_PARSER,
+            server_header=False,  # no banner naming the server software
         )
         return 0
     from sora2.adapters.http.app import create_app
@@ -125,7 +126,13 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
     app = create_app(sora2)
     try:
         uvicorn.run(
-            app, host=host, port=port, log_level="info", proxy_headers=False, http=HTTP_PARSER
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=False,
+            http=HTTP_PARSER,
+            server_header=False,  # no banner naming the server software
         )
     finally:
         sora2.close()

@@ -33,6 +33,7 @@ def serving(app: Any, port: int | None = None) -> Iterator[str]:
         lifespan="on",
         proxy_headers=False,  # as `sora2 serve`: only TRUSTED_PROXIES decides
         http=HTTP_PARSER,  # and its HTTP parser
+        server_header=False,  # and no banner
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

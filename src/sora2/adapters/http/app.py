@@ -26,7 +26,9 @@ from sora2.adapters.http.controllers.public import PublicController
 from sora2.adapters.http.controllers.users import UsersController
 from sora2.adapters.http.controllers.videos import VideosController
 from sora2.adapters.http.errors import error_response
+from sora2.adapters.http.headers import security_headers
 from sora2.adapters.http.idempotency import IdempotencyMiddleware
+from sora2.adapters.http.json_limits import JsonDepthMiddleware
 from sora2.adapters.http.rate_limit import RateLimitMiddleware
 from sora2.bootstrap import Sora2
 
@@ -98,8 +100,10 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         ),
         middleware=[
             *([RateLimitMiddleware(sora2)] if settings.rate_limit_enabled else []),
+            JsonDepthMiddleware(),
             IdempotencyMiddleware(sora2),
         ],
+        before_send=[security_headers(settings.production)],
         openapi_config=OpenAPIConfig(
             title="Sora2 API",
             version="1.0.0",

@@ -21,6 +21,9 @@ from sora2.application.ports import BlobNotFound
 CHUNK_SIZE = 64 * 1024
 # Temporary files start with this so they are recognisable (and ignorable) on disk.
 TEMP_PREFIX = ".tmp-"
+MAX_KEY_BYTES = 1024  # as S3
+MAX_SEGMENT_BYTES = 255  # a file name on Linux filesystems
+TEMP_NAME_EXTRA = len(TEMP_PREFIX) + 17  # the temp file is `.tmp-<16 hex>-<name>`
 
 
 def check_key(key: str) -> str:
@@ -28,10 +31,12 @@ def check_key(key: str) -> str:
 
     Refused: empty keys, absolute paths, backslashes (a separator on Windows), NUL bytes,
     and empty, `.` or `..` segments -- anything that could resolve outside the root or
-    name the same object two ways.
+    name the same object two ways -- and names longer than a filesystem (or S3) takes.
     """
     if not isinstance(key, str) or not key:
         raise ValueError("blob key must be a non-empty string")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise ValueError(f"blob key is longer than {MAX_KEY_BYTES} bytes")
     if "\\" in key or "\x00" in key:
         raise ValueError(f"blob key contains a forbidden character: {key!r}")
     if key.startswith("/"):
@@ -39,6 +44,8 @@ def check_key(key: str) -> str:
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
             raise ValueError(f"blob key has an empty, '.' or '..' segment: {key!r}")
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES - TEMP_NAME_EXTRA:
+            raise ValueError(f"blob key has a segment longer than a file name can be: {key!r}")
         if segment.startswith(TEMP_PREFIX):
             raise ValueError(f"blob key segment may not start with {TEMP_PREFIX!r}: {key!r}")
     return key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
@@ -11,6 +13,10 @@ from sora2.adapters.http.streaming import serve_blob
 from sora2.application.media import content_type_of
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import NotFound
+
+
+# avatars are stored as `avatars/<user id>/<16 hex of the content's digest>.<extension>`
+AVATAR_NAME = re.compile(r"[0-9a-f-]{36}/[0-9a-f]{16}\.(png|jpg|jpeg|webp)")
 
 
 class PublicController(Controller):
@@ -60,6 +66,8 @@ class PublicController(Controller):
     def avatar(
         self, request: Request, name: FromPath[str], sora2: NamedDependency[Sora2]
     ) -> Response:
+        if not AVATAR_NAME.fullmatch(name.lstrip("/")):  # names we never hand out
+            raise NotFound("no such file")
         key = f"avatars/{name.lstrip('/')}"
         try:
             return serve_blob(request, sora2.storage, key, content_type_of(key))
