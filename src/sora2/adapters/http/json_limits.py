@@ -52,9 +52,7 @@ class JsonDepthMiddleware:
                 if message["type"] == "http.request":
                     seen.append(message.get("body", b""))
                     if not message.get("more_body") and nesting_depth(b"".join(seen)) > MAX_DEPTH:
-                        raise TooDeeplyNested(
-                            f"the JSON body nests deeper than {MAX_DEPTH} levels"
-                        )
+                        raise TooDeeplyNested(f"the JSON body nests deeper than {MAX_DEPTH} levels")
                 return message
 
             await app(scope, checked, send)

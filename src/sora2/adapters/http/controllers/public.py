@@ -14,7 +14,6 @@ from sora2.application.media import content_type_of
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import NotFound
 
-
 # avatars are stored as `avatars/<user id>/<16 hex of the content's digest>.<extension>`
 AVATAR_NAME = re.compile(r"[0-9a-f-]{36}/[0-9a-f]{16}\.(png|jpg|jpeg|webp)")
 
