@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def start_api(settings: Settings, **adapters: Any) -> Iterator[Api]:
     app = make(sora2)
     try:
         with serving(app) as base:
-            sora2.settings = replace(settings, public_url=base)
+            sora2.settings = settings.model_copy(update={"public_url": base})
             yield Api(sora2, base)
     finally:
         sora2.close()

@@ -1,75 +1,208 @@
 """Settings from the environment (and `.env`), with the spec's defaults.
 
-Development runs with no environment at all; production (`NODE_ENV=production`) refuses
-to start without strong secrets.
+pydantic-settings parses them (python-dotenv reads `.env`: comments, quotes, `export`), so a
+setting is one line below: its name in lower case is the variable (`order_expires_in` ←
+`ORDER_EXPIRES_IN`), its type says how the text is read (`Duration`: `15m`, `7d`;
+`CommaList`: `a, b` or a JSON list), its default is the spec's. Every variable is listed in
+`.env.example` and README's table (tests/unit/test_env_example.py checks both).
+
+Development and test run with no environment at all; production (`NODE_ENV=production`)
+refuses to start without strong secrets or with the sandbox payment provider.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 log = logging.getLogger("sora2.config")
 
-WEAK_SECRETS = {"your-secret-key", "your-refresh-secret-key", "secret", "changeme", "password"}
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 80  # estimated from the characters' spread, see `_weakness`
+# the seed's and .env.example's placeholders, and words people type instead of a secret
+WEAK_SECRETS = {
+    "your-secret-key",
+    "your-refresh-secret-key",
+    "secret",
+    "changeme",
+    "password",
+    "change-me-to-48-random-characters-for-access-tokens",
+    "change-me-to-48-other-random-characters-for-refresh",
+}
+NODE_ENVS = ("development", "test", "production")
 
 
 class ConfigError(Exception):
     """The configuration cannot work; the message says which variable and why."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    port: int = 3001
+_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
+_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """`15m`, `7d`, `3600` (seconds), as the seed's JWT settings are written."""
+    match = _DURATION.match(str(text).strip())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"{name} must be a duration like 15m, 12h, 7d or 3600, not {text!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(value)
+    except ConfigError:
+        raise ValueError("must be a duration like 15m, 12h, 7d or 3600") from None
+
+
+def _comma_list(value: Any) -> Any:
+    """`a, b` or `["a", "b"]` → ("a", "b"); empty items dropped."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return tuple(str(item).strip() for item in json.loads(text) if str(item).strip())
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    return value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# Types a setting can have beyond str/int/bool/Decimal/Path (which pydantic reads itself)
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+SECRET = {"repr": False}  # never shown in a repr, a log line or an error message
+
+# (the mapping, the .env path) that `from_env` reads; pydantic-settings asks for its sources
+# on a classmethod, so they travel in a context variable
+_SOURCES: ContextVar[tuple[Mapping[str, str], Path]] = ContextVar("settings_sources")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="ignore",
+        env_ignore_empty=True,
+        str_strip_whitespace=True,
+    )
+
+    port: Port = 3001
     host: str = "0.0.0.0"
-    node_env: str = "development"
+    node_env: Literal["development", "test", "production"] = "development"
     frontend_url: str = "http://localhost:3000"
-    public_url: str = "http://localhost:3001"
-    database_url: str | None = None
+    public_url: str = ""  # empty: http://localhost:$PORT
+    database_url: str | None = Field(None, **SECRET)  # it may carry a password
     postgres_schema: str | None = None
-    var_dir: Path = Path("./var")
-    jwt_secret: str = ""
-    jwt_refresh_secret: str = ""
-    jwt_expires_in: timedelta = timedelta(minutes=15)
-    jwt_refresh_expires_in: timedelta = timedelta(days=7)
+    var_dir: Path = Field(Path("./var"), validation_alias="SORA2_VAR_DIR")
+    jwt_secret: str = Field("", **SECRET)
+    jwt_refresh_secret: str = Field("", **SECRET)
+    jwt_expires_in: Duration = timedelta(minutes=15)
+    jwt_refresh_expires_in: Duration = timedelta(days=7)
     redis_host: str | None = None
-    redis_port: int = 6379
+    redis_port: Port = 6379
     upload_dir: Path = Path("./uploads")
     aws_s3_bucket: str | None = None
     aws_region: str = "us-east-1"
     aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
+    aws_secret_access_key: str | None = Field(None, **SECRET)
     s3_endpoint: str | None = None
     nats_url: str | None = None
     nats_stream: str = "SORA2"
     nats_subject_prefix: str = "sora2"
-    smtp_url: str | None = None
-    video_credits_per_second: int = 1
-    signup_bonus_credits: int = 10
-    credit_price: Decimal = Decimal("0.10")
+    smtp_url: str | None = Field(None, **SECRET)
+    video_credits_per_second: Annotated[int, Field(ge=1, le=10_000)] = 1
+    signup_bonus_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 10
+    credit_price: Annotated[Decimal, Field(ge=Decimal("0.01"), allow_inf_nan=False)] = Decimal(
+        "0.10"
+    )
     rate_limit_enabled: bool = True
-    trusted_proxies: tuple[str, ...] = ()
-    job_concurrency: int = 2
-    video_jobs: str = "inline"  # "inline": this process renders; "off": `sora2 worker` does
-    job_lease_seconds: int = 60
+    trusted_proxies: CommaList = ()
+    job_concurrency: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, validation_alias="VIDEO_JOB_CONCURRENCY"
+    )
+    # "inline": this process renders; "off": `sora2 worker` does
+    video_jobs: Annotated[Literal["inline", "off"], BeforeValidator(_lower)] = "inline"
+    job_lease_seconds: Annotated[int, Field(ge=2, le=86_400)] = Field(
+        60, validation_alias="VIDEO_JOB_LEASE_SECONDS"
+    )
     video_provider_url: str | None = None
-    video_provider_api_key: str | None = field(default=None, repr=False)
+    video_provider_api_key: str | None = Field(None, **SECRET)
     video_provider_model: str = "sora-2"
     render_font_path: Path | None = None
-    payments_sandbox: bool = True  # every method pays at once; off by default in production
-    stripe_secret_key: str | None = field(default=None, repr=False)
-    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    payments_sandbox: bool = True  # every method pays at once; never in production
+    stripe_secret_key: str | None = Field(None, **SECRET)
+    stripe_webhook_secret: str | None = Field(None, **SECRET)
     stripe_api_base: str = "https://api.stripe.com"
     stripe_currency: str = "usd"
+
+    @field_validator("node_env", mode="before")
+    @classmethod
+    def _known_environment(cls, value: Any) -> Any:
+        if _lower(value) not in NODE_ENVS:
+            raise ValueError(f"must be one of {', '.join(NODE_ENVS)} (any case)")
+        return _lower(value)
+
+    @field_validator("frontend_url", "public_url", "stripe_api_base")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("stripe_currency")
+    @classmethod
+    def _lower_case(cls, value: str) -> str:
+        return value.lower()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, values: Any) -> Any:
+        """`KEY=` or `KEY=   ` means the default, as an absent variable does."""
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        return values
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ, dotenv = _SOURCES.get((os.environ, Path(".env")))
+        # the environment wins over `.env`
+        return (
+            init_settings,
+            _MappingSource(settings_cls, environ),
+            DotEnvSettingsSource(settings_cls, env_file=dotenv),
+        )
 
     @property
     def production(self) -> bool:
@@ -81,77 +214,35 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
-        values = dict(read_dotenv(dotenv or Path(".env")))
-        values.update(os.environ if env is None else env)
-        get = lambda name, default=None: (values.get(name) or "").strip() or default  # noqa: E731
-        node_env = get("NODE_ENV", "development")
-        port = _int(get("PORT", "3001"), "PORT", 1, 65535)
-        var_dir = Path(get("SORA2_VAR_DIR", "./var"))
-        settings = cls(
-            port=port,
-            host=get("HOST", "0.0.0.0"),
-            node_env=node_env,
-            frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
-            public_url=get("PUBLIC_URL", f"http://localhost:{port}").rstrip("/"),
-            database_url=get("DATABASE_URL"),
-            postgres_schema=get("POSTGRES_SCHEMA"),
-            var_dir=var_dir,
-            jwt_secret=get("JWT_SECRET", ""),
-            jwt_refresh_secret=get("JWT_REFRESH_SECRET", ""),
-            jwt_expires_in=parse_duration(get("JWT_EXPIRES_IN", "15m"), "JWT_EXPIRES_IN"),
-            jwt_refresh_expires_in=parse_duration(
-                get("JWT_REFRESH_EXPIRES_IN", "7d"), "JWT_REFRESH_EXPIRES_IN"
-            ),
-            redis_host=get("REDIS_HOST"),
-            redis_port=_int(get("REDIS_PORT", "6379"), "REDIS_PORT", 1, 65535),
-            upload_dir=Path(get("UPLOAD_DIR", "./uploads")),
-            aws_s3_bucket=get("AWS_S3_BUCKET"),
-            aws_region=get("AWS_REGION", "us-east-1"),
-            aws_access_key_id=get("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=get("AWS_SECRET_ACCESS_KEY"),
-            s3_endpoint=get("S3_ENDPOINT"),
-            nats_url=get("NATS_URL"),
-            nats_stream=get("NATS_STREAM", "SORA2"),
-            nats_subject_prefix=get("NATS_SUBJECT_PREFIX", "sora2"),
-            smtp_url=get("SMTP_URL"),
-            video_credits_per_second=_int(
-                get("VIDEO_CREDITS_PER_SECOND", "1"), "VIDEO_CREDITS_PER_SECOND", 1, 10_000
-            ),
-            signup_bonus_credits=_int(
-                get("SIGNUP_BONUS_CREDITS", "10"), "SIGNUP_BONUS_CREDITS", 0, 1_000_000
-            ),
-            credit_price=_decimal(get("CREDIT_PRICE", "0.10"), "CREDIT_PRICE"),
-            rate_limit_enabled=_bool(get("RATE_LIMIT_ENABLED", "true"), "RATE_LIMIT_ENABLED"),
-            trusted_proxies=tuple(
-                p.strip() for p in get("TRUSTED_PROXIES", "").split(",") if p.strip()
-            ),
-            job_concurrency=_int(get("VIDEO_JOB_CONCURRENCY", "2"), "VIDEO_JOB_CONCURRENCY", 1, 64),
-            video_jobs=_choice(get("VIDEO_JOBS", "inline"), "VIDEO_JOBS", ("inline", "off")),
-            job_lease_seconds=_int(
-                get("VIDEO_JOB_LEASE_SECONDS", "60"), "VIDEO_JOB_LEASE_SECONDS", 2, 86_400
-            ),
-            video_provider_url=get("VIDEO_PROVIDER_URL"),
-            video_provider_api_key=get("VIDEO_PROVIDER_API_KEY"),
-            video_provider_model=get("VIDEO_PROVIDER_MODEL", "sora-2"),
-            render_font_path=Path(p) if (p := get("RENDER_FONT_PATH")) else None,
-            payments_sandbox=_bool(
-                get("PAYMENTS_SANDBOX", "false" if node_env == "production" else "true"),
-                "PAYMENTS_SANDBOX",
-            ),
-            stripe_secret_key=get("STRIPE_SECRET_KEY"),
-            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
-            stripe_api_base=get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
-            stripe_currency=get("STRIPE_CURRENCY", "usd").lower(),
-        )
-        if settings.production and not get("PUBLIC_URL"):
-            log.warning(
-                "PUBLIC_URL is not set: video, share and avatar links will point at %s",
-                settings.public_url,
-            )
+        """The settings of `env` (default: the process environment) over `dotenv`'s
+        (default `./.env`); raises ConfigError naming each variable that cannot work."""
+        token = _SOURCES.set((os.environ if env is None else env, dotenv or Path(".env")))
+        try:
+            settings = cls()
+        except ValidationError as error:
+            raise ConfigError(_problems(error)) from None
+        finally:
+            _SOURCES.reset(token)
+        return settings._completed()
+
+    def _completed(self) -> Settings:
+        given = self.model_fields_set
+        derived: dict[str, Any] = {}
+        if not self.public_url:
+            derived["public_url"] = f"http://localhost:{self.port}"
+            if self.production:
+                log.warning(
+                    "PUBLIC_URL is not set: video, share and avatar links will point at %s",
+                    derived["public_url"],
+                )
+        if self.production and "payments_sandbox" not in given:
+            derived["payments_sandbox"] = False
+        settings = self.model_copy(update=derived) if derived else self
         return settings.with_secrets()
 
     def with_secrets(self) -> Settings:
-        """Check the JWT secrets; in development, fill missing ones from `var/`."""
+        """Check the secrets and production's rules; in development, fill missing or weak
+        JWT secrets from `var/`."""
         problems = [
             f"{name} is {why}"
             for name, value in (
@@ -160,40 +251,114 @@ class Settings:
             )
             if (why := _weakness(value))
         ]
-        if self.stripe_secret_key and not self.stripe_webhook_secret:
-            problems.append("STRIPE_WEBHOOK_SECRET is missing (payments could never be confirmed)")
         if self.jwt_secret and self.jwt_secret == self.jwt_refresh_secret:
-            problems.append("JWT_SECRET and JWT_REFRESH_SECRET must differ")
-        if not problems:
-            return self
-        if self.production:
+            problems.append("JWT_REFRESH_SECRET must differ from JWT_SECRET")
+        fatal = []
+        if self.stripe_secret_key and not self.stripe_webhook_secret:
+            fatal.append("STRIPE_WEBHOOK_SECRET is missing (payments could never be confirmed)")
+        if self.production and self.payments_sandbox:
+            fatal.append(
+                "PAYMENTS_SANDBOX=true hands out credits for nothing; it exists in development"
+                " and test only"
+            )
+        if self.production and (problems or fatal):
             raise ConfigError(
                 "refusing to start in production: "
-                + "; ".join(problems)
-                + f". Set each to a random value of at least {MIN_SECRET_LENGTH} characters,"
-                " e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+                + "; ".join(problems + fatal)
+                + (
+                    f". Set each secret to a random value of at least {MIN_SECRET_LENGTH}"
+                    " characters, e.g. `python -c 'import secrets;"
+                    " print(secrets.token_urlsafe(48))'`."
+                    if problems
+                    else "."
+                )
             )
+        if fatal:
+            raise ConfigError("; ".join(fatal))
+        if not problems:
+            return self
         generated = _dev_secrets(self.var_dir)
         log.warning(
-            "development mode: %s; using generated secrets kept in %s",
+            "%s mode: %s; using generated secrets kept in %s",
+            self.node_env,
             "; ".join(problems),
             self.var_dir / "dev-secrets.json",
         )
-        from dataclasses import replace
-
-        return replace(
-            self,
-            jwt_secret=generated["JWT_SECRET"],
-            jwt_refresh_secret=generated["JWT_REFRESH_SECRET"],
+        return self.model_copy(
+            update={
+                "jwt_secret": generated["JWT_SECRET"],
+                "jwt_refresh_secret": generated["JWT_REFRESH_SECRET"],
+            }
         )
 
 
+def env_names() -> dict[str, str]:
+    """Each setting's variable: {field name: VARIABLE}."""
+    return {
+        name: (field.validation_alias if isinstance(field.validation_alias, str) else name.upper())
+        for name, field in Settings.model_fields.items()
+    }
+
+
+class _MappingSource(EnvSettingsSource):
+    """The environment source, over a mapping of our choice (tests pass their own)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _problems(error: ValidationError) -> str:
+    """One sentence per bad variable; a secret's value is never repeated."""
+    names = env_names()
+    secret = {n for n, f in Settings.model_fields.items() if f.repr is False}
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        name = names.get(field) or names.get(field.lower()) or field.upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "literal_error" or problem["type"] == "enum":
+            message = f"must be {problem['ctx']['expected']}"
+        text = f"{name} {message[:1].lower()}{message[1:]}"
+        if field not in secret and field.lower() not in secret:
+            shown = problem["input"]
+            text += f", not {shown.strip() if isinstance(shown, str) else shown!r}"
+        lines.append(text)
+    return "; ".join(lines)
+
+
 def _weakness(value: str) -> str | None:
+    """Why a secret would be guessable, or None.
+
+    Length alone lets `'a' * 32` through; a secret must also spread over many characters
+    (none of them a third of it; estimated bits: its length × the Shannon entropy of
+    its characters) and not repeat a shorter piece. 32 random hex digits pass.
+    """
     if not value:
         return "missing"
-    if value.lower() in WEAK_SECRETS or len(value) < MIN_SECRET_LENGTH:
-        return f"too weak (use at least {MIN_SECRET_LENGTH} random characters)"
+    if value.lower() in WEAK_SECRETS:
+        return "a published example value"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"too short (use at least {MIN_SECRET_LENGTH} random characters)"
+    counts = Counter(value)
+    bits = -sum(c * math.log2(c / len(value)) for c in counts.values())
+    spread = len(counts) >= 8 and counts.most_common(1)[0][1] <= len(value) / 3
+    if not spread or bits < MIN_SECRET_BITS or _repeats(value):
+        return "too weak: too few different characters, or a repeated piece (use random ones)"
     return None
+
+
+def _repeats(value: str) -> bool:
+    """True if `value` is a shorter piece said again (`abcabcabc…`)."""
+    return any(
+        value == (value[:size] * (len(value) // size + 1))[: len(value)]
+        for size in range(1, len(value) // 2 + 1)
+    )
 
 
 def _dev_secrets(var_dir: Path) -> dict[str, str]:
@@ -210,64 +375,3 @@ def _dev_secrets(var_dir: Path) -> dict[str, str]:
     path.write_text(json.dumps(stored))
     path.chmod(0o600)
     return stored
-
-
-def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=value lines; `#` comments; optional quotes. Missing file: nothing."""
-    if not path.is_file():
-        return {}
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        values[key.strip()] = value.strip().strip("'\"")
-    return values
-
-
-_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
-_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(text: str, name: str) -> timedelta:
-    """`15m`, `7d`, `3600` (seconds), as the seed's JWT settings are written."""
-    match = _DURATION.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ConfigError(f"{name} must be a duration like 15m, 12h, 7d or 3600, not {text!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def _int(text: str, name: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {text!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
-    return value
-
-
-def _decimal(text: str, name: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be a decimal amount, not {text!r}") from None
-    if not value.is_finite() or value < Decimal("0.01"):
-        raise ConfigError(f"{name} must be an amount of at least 0.01, not {text!r}")
-    return value
-
-
-def _choice(text: str, name: str, choices: tuple[str, ...]) -> str:
-    if text.lower() not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {text!r}")
-    return text.lower()
-
-
-def _bool(text: str, name: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, not {text!r}")

@@ -12,8 +12,8 @@ import pytest
 
 from sora2.config import ConfigError, Settings
 
-STRONG = "s" * 24 + "-0123456789-abcdefghij"
-STRONG_REFRESH = "r" * 24 + "-0123456789-abcdefghij"
+STRONG = "kR7vQ2mX9pL4tW8zN1bC6hF3jD5sG0aE-yU"  # random-looking, as secrets.token_urlsafe
+STRONG_REFRESH = "Zq8v3mN0pLr5tY7wXa2bC4dE6fG9hJkLmNo"
 
 
 def settings(tmp_path: Path, **env: str) -> Settings:
@@ -39,6 +39,7 @@ def settings(tmp_path: Path, **env: str) -> Settings:
             {"JWT_SECRET": "short-but-random-8x", "JWT_REFRESH_SECRET": STRONG_REFRESH},
             ["JWT_SECRET"],
         ),
+        ({"JWT_SECRET": "a" * 48, "JWT_REFRESH_SECRET": STRONG_REFRESH}, ["JWT_SECRET"]),
         ({"JWT_SECRET": STRONG, "JWT_REFRESH_SECRET": STRONG}, ["JWT_REFRESH_SECRET"]),
         ({"JWT_SECRET": "   ", "JWT_REFRESH_SECRET": STRONG_REFRESH}, ["JWT_SECRET"]),
     ],
@@ -206,3 +207,123 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         "https://dotenv.example",
         Decimal("0.2"),
     )
+
+
+# --- NODE_ENV, sandbox payments, weak secrets (issue 15) --------------------------------
+
+PRODUCTION_SECRETS = {"JWT_SECRET": STRONG, "JWT_REFRESH_SECRET": STRONG_REFRESH}
+
+
+@pytest.mark.parametrize("text", ["Production", "PRODUCTION", " production "])
+def test_node_env_production_in_any_case_is_production(tmp_path: Path, text: str) -> None:
+    s = settings(tmp_path, NODE_ENV=text, **PRODUCTION_SECRETS)
+    assert (s.node_env, s.production, s.payments_sandbox) == ("production", True, False)
+
+
+@pytest.mark.parametrize("text", ["Development", "TEST", "test"])
+def test_node_env_development_and_test_in_any_case(tmp_path: Path, text: str) -> None:
+    assert settings(tmp_path, NODE_ENV=text).node_env == text.lower()
+
+
+@pytest.mark.parametrize("text", ["prod", "dev", "staging", "productio n", "1"])
+def test_an_unknown_node_env_stops_the_start(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, NODE_ENV=text, **PRODUCTION_SECRETS)
+    assert "NODE_ENV" in str(refused.value)
+    assert "development, test, production" in str(refused.value)
+
+
+@pytest.mark.parametrize("text", ["true", "1", "yes", "TRUE"])
+def test_production_refuses_the_sandbox_payments(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, NODE_ENV="production", PAYMENTS_SANDBOX=text, **PRODUCTION_SECRETS)
+    assert "PAYMENTS_SANDBOX" in str(refused.value)
+
+
+def test_the_sandbox_stays_available_in_development_and_test(tmp_path: Path) -> None:
+    assert settings(tmp_path).payments_sandbox is True
+    assert settings(tmp_path, NODE_ENV="test").payments_sandbox is True
+    assert settings(tmp_path, PAYMENTS_SANDBOX="false").payments_sandbox is False
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 32,
+        "a" * 64,
+        "ab" * 20,
+        "password1234" * 4,
+        "0123456789" * 4,  # ten different characters, said four times
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabcdefghijklmnop",  # mostly one character
+        "change-me-to-48-random-characters-for-access-tokens",  # .env.example's
+        "YOUR-SECRET-KEY",
+    ],
+)
+def test_production_refuses_secrets_that_look_weak_not_only_short(
+    tmp_path: Path, weak: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, NODE_ENV="production", JWT_SECRET=weak, JWT_REFRESH_SECRET=STRONG)
+    assert "JWT_SECRET" in str(refused.value)
+    assert weak not in str(refused.value)  # a secret is never repeated back
+
+
+def test_the_env_example_secrets_are_refused_in_production(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(
+            {"SORA2_VAR_DIR": str(tmp_path / "var"), "NODE_ENV": "production"}, dotenv=example
+        )
+    assert "JWT_SECRET" in str(refused.value) and "JWT_REFRESH_SECRET" in str(refused.value)
+
+
+def test_random_secrets_pass(tmp_path: Path) -> None:
+    import secrets
+
+    for _ in range(50):
+        access, refresh = secrets.token_urlsafe(32), secrets.token_hex(16)
+        s = settings(tmp_path, NODE_ENV="production", JWT_SECRET=access, JWT_REFRESH_SECRET=refresh)
+        assert (s.jwt_secret, s.jwt_refresh_secret) == (access, refresh)
+
+
+def test_secrets_never_show_in_a_repr(tmp_path: Path) -> None:
+    s = settings(
+        tmp_path,
+        STRIPE_SECRET_KEY="sk_test_hidden",
+        STRIPE_WEBHOOK_SECRET="whsec_hidden",
+        DATABASE_URL="postgresql://u:hunter2@db/x",
+        **PRODUCTION_SECRETS,
+    )
+    shown = repr(s) + str(s)
+    for secret in (STRONG, STRONG_REFRESH, "sk_test_hidden", "whsec_hidden", "hunter2"):
+        assert secret not in shown
+
+
+# --- .env as a shell would read it ------------------------------------------------------
+
+
+def test_dotenv_comments_quotes_and_lists(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# a comment line\n"
+        "PORT=4000   # an inline comment\n"
+        'FRONTEND_URL="https://quoted.example"  # after quotes too\n'
+        "SMTP_URL='smtp://u:p#ss@mail:25'\n"  # a # inside quotes is the value's
+        "TRUSTED_PROXIES=10.0.0.0/8, 127.0.0.1\n"
+        'VIDEO_PROVIDER_MODEL="two words"\n'
+        "REDIS_HOST=\n"  # empty: the default
+        "export VIDEO_JOBS=OFF\n"
+    )
+    s = Settings.from_env({"SORA2_VAR_DIR": str(tmp_path / "var")}, dotenv=dotenv)
+    assert s.port == 4000
+    assert s.frontend_url == "https://quoted.example"
+    assert s.smtp_url == "smtp://u:p#ss@mail:25"
+    assert s.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    assert s.video_provider_model == "two words"
+    assert s.redis_host is None
+    assert s.video_jobs == "off"
+
+
+def test_a_list_may_be_written_as_json(tmp_path: Path) -> None:
+    s = settings(tmp_path, TRUSTED_PROXIES='["10.0.0.0/8", "::1"]')
+    assert s.trusted_proxies == ("10.0.0.0/8", "::1")

@@ -6,20 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from sora2.config import Settings
+from sora2.config import ConfigError, Settings
 from tests.conftest import start_api
 from tests.support.backends import sqlite_settings
 
-STRONG = {"JWT_SECRET": "p" * 48, "JWT_REFRESH_SECRET": "q" * 48}
+STRONG = {
+    "JWT_SECRET": "kR7vQ2mX9pL4tW8zN1bC6hF3jD5sG0aE-yU",
+    "JWT_REFRESH_SECRET": "Zq8v3mN0pLr5tY7wXa2bC4dE6fG9hJkLmNo",
+}
 
 
 def production(tmp_path: Path, **env: str) -> Settings:
     return sqlite_settings(tmp_path, NODE_ENV="production", **STRONG, **env)
 
 
-def test_production_has_no_sandbox_unless_asked(tmp_path: Path) -> None:
+def test_production_has_no_sandbox_and_refuses_to_start_with_it(tmp_path: Path) -> None:
     assert production(tmp_path).payments_sandbox is False
-    assert production(tmp_path, PAYMENTS_SANDBOX="true").payments_sandbox is True
+    assert production(tmp_path, PAYMENTS_SANDBOX="false").payments_sandbox is False
+    with pytest.raises(ConfigError, match="PAYMENTS_SANDBOX"):
+        production(tmp_path, PAYMENTS_SANDBOX="true")
     assert sqlite_settings(tmp_path).payments_sandbox is True
 
 

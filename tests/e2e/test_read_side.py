@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -63,7 +62,7 @@ def test_a_cancel_and_its_refund_are_seen_together_from_a_second_process(
     generator = ScriptedGenerator()
     with running_api(backend_settings, generator=generator) as api:
         user, token = rich_user(api, "bob")
-        reader = bootstrap(replace(api.sora2.settings))
+        reader = bootstrap(api.sora2.settings.model_copy())
         seen_cancelled, halves = set(), []
         done = threading.Event()
 
@@ -181,7 +180,7 @@ def test_status_has_whole_seconds_remaining_until_the_video_is_final(
     backend_settings: Settings,
 ) -> None:
     generator = ScriptedGenerator(steps=3, step_seconds=0.2)
-    settings = replace(backend_settings, job_concurrency=1)
+    settings = backend_settings.model_copy(update={"job_concurrency": 1})
     with running_api(settings, generator=generator) as api:
         _, token = rich_user(api, "erin")
         with api.client(token) as c:

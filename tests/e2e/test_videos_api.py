@@ -8,7 +8,7 @@ fails, so each test takes a fraction of a second.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -56,7 +56,9 @@ def app(backend_settings: Settings) -> Iterator[App]:
 def one_worker_app(backend_settings: Settings) -> Iterator[App]:
     """As `app`, but one job renders at a time, so the next one waits PENDING."""
     generator = ScriptedGenerator()
-    for api in start_api(replace(backend_settings, job_concurrency=1), generator=generator):
+    for api in start_api(
+        backend_settings.model_copy(update={"job_concurrency": 1}), generator=generator
+    ):
         yield App(api, generator)
 
 

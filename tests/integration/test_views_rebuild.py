@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 from sora2.config import Settings
@@ -19,7 +18,9 @@ from tests.support.history import make_history
 def test_rebuild_swaps_in_equal_tables_while_the_api_serves(
     backend_settings: Settings, tmp_path: Path
 ) -> None:
-    quiet = replace(backend_settings, video_jobs="off")  # no render writes while we compare
+    quiet = backend_settings.model_copy(
+        update={"video_jobs": "off"}
+    )  # no render writes while we compare
     with running_api(quiet, hasher=FastHasher()) as api:
         make_history(api.sora2, users=40)
         _, token = api.register("watcher")
