@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from sora2.adapters.clock import SystemClock
 from sora2.adapters.event_store import ping, postgres_env, sqlite_env
@@ -22,6 +23,7 @@ from sora2.adapters.security.tokens import TokenSigner
 from sora2.application.accounts import Accounts
 from sora2.application.credits import Credits
 from sora2.application.event_log import EventLog
+from sora2.application.order_expiry import OrderExpiry
 from sora2.application.orders import Orders
 from sora2.application.ports import (
     BlobStorage,
@@ -69,6 +71,7 @@ class Sora2:
     videos: Videos
     jobs: VideoJobs
     idempotency: Any
+    expiry: OrderExpiry
     extras: dict[str, Any] = field(default_factory=dict)
 
     def ready(self) -> list[LaneStatus]:
@@ -88,10 +91,12 @@ class Sora2:
         )
         self.runner.add(Lane(dispatch, LogReader(self.log), poll=0.05))
         self.runner.start()
+        self.expiry.start()
         if render:
             self.jobs.sweep_forever()
 
     def close(self) -> None:
+        self.expiry.stop()
         self.runner.stop()
         self.jobs.shutdown(wait=True)
         for extra in self.extras.values():
@@ -125,7 +130,7 @@ def bootstrap(
     mailer = mailer or _mailer(settings)
     storage = storage or _storage(settings)
     extras: dict[str, Any] = {}
-    payments = payments or _payments(settings, extras)
+    payments = payments or _payments(settings, extras, event_log)
     if (relay_lane := _relay_lane(settings, event_log, extras)) is not None:
         runner.add(relay_lane)
     accounts = Accounts(
@@ -139,7 +144,9 @@ def bootstrap(
         signup_bonus=settings.signup_bonus_credits,
         reset_link_base=f"{settings.frontend_url}/reset-password",
     )
-    orders = Orders(event_log, views, seen, payments, clock, settings.credit_price)
+    orders = Orders(
+        event_log, views, seen, payments, clock, settings.credit_price, settings.order_expires_in
+    )
     credits = Credits(views, orders, seen)
     tokens = TokenSigner(
         settings.jwt_secret,
@@ -187,6 +194,7 @@ def bootstrap(
         videos=videos,
         jobs=jobs,
         idempotency=_idempotency(views, store_env),
+        expiry=OrderExpiry(orders),
         extras=extras,
     )
 
@@ -293,10 +301,15 @@ def _relay_lane(settings: Settings, event_log: EventLog, extras: dict[str, Any])
     return Lane(processor, LogReader(event_log), batch_size=relay.page_size)
 
 
-def _payments(settings: Settings, extras: dict[str, Any]) -> PaymentProvider:
+def _payments(settings: Settings, extras: dict[str, Any], event_log: EventLog) -> PaymentProvider:
     """One provider per method; Stripe when its keys are set (its webhook finds it in
-    `extras`), the sandbox for the rest where allowed."""
+    `extras`), the sandbox for the rest where allowed. Refunds and queries go to the
+    provider of the method the order was placed with."""
     from sora2.adapters.payments.router import PaymentRouter
+    from sora2.domain.orders.order import Order
+
+    def method_of(order_id: UUID) -> str:
+        return event_log.load(Order, order_id, "order").payment_method
 
     providers: dict[str, PaymentProvider] = {}
     if settings.stripe_secret_key:
@@ -311,4 +324,6 @@ def _payments(settings: Settings, extras: dict[str, Any]) -> PaymentProvider:
             api_base=settings.stripe_api_base,
             currency=settings.stripe_currency,
         )
-    return PaymentRouter(providers, SandboxPayments() if settings.payments_sandbox else None)
+    return PaymentRouter(
+        providers, SandboxPayments() if settings.payments_sandbox else None, method_of
+    )

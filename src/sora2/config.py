@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     credit_price: Annotated[Decimal, Field(ge=Decimal("0.01"), allow_inf_nan=False)] = Decimal(
         "0.10"
     )
+    order_expires_in: Duration = timedelta(minutes=30)  # unpaid longer: CANCELLED
     rate_limit_enabled: bool = True
     trusted_proxies: CommaList = ()
     job_concurrency: Annotated[int, Field(ge=1, le=64)] = Field(

@@ -1,4 +1,9 @@
-"""A fake of Stripe's API (`POST /v1/checkout/sessions`) over real HTTP, and Stripe's signing.
+"""A fake of Stripe's API over real HTTP, and Stripe's signing.
+
+Checkout Sessions (`POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`, the list
+by `payment_intent`), PaymentIntent search by `metadata['order_id']` and `POST /v1/refunds`.
+`complete(session_id)` pays a session as a customer would (a succeeded PaymentIntent
+tagged with the session's `payment_intent_data[metadata]`); no webhook is sent by it.
 
 StripePayments is tested against this instead of mocks so that auth, form encoding,
 idempotency keys, status codes and error bodies all cross a real socket. Like Stripe:
@@ -53,6 +58,9 @@ class FakeStripe:
     base_url: str = ""
     requests: list[RecordedRequest] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    _intent_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     _saved: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
     _fail_remaining: int = 0
     _fail_status: int = 500
@@ -63,16 +71,42 @@ class FakeStripe:
         with self._lock:
             self._fail_remaining, self._fail_status = count, status
 
+    def complete(self, session_id: str) -> dict[str, Any]:
+        """Pay the session (a succeeded PaymentIntent for its total); the paid session."""
+        with self._lock:
+            session = self.sessions[session_id]
+            intent_id = f"pi_test_{uuid.uuid4().hex}"
+            self.intents[intent_id] = {
+                "id": intent_id,
+                "object": "payment_intent",
+                "amount": session["amount_total"],
+                "amount_received": session["amount_total"],
+                "currency": session["currency"],
+                "status": "succeeded",
+                "metadata": self._intent_metadata.get(session_id, {}),
+                "refunded": 0,
+            }
+            session.update(status="complete", payment_status="paid", payment_intent=intent_id)
+            return dict(session)
+
+    def refunds_of(self, session_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            intent = self.sessions[session_id].get("payment_intent")
+            return [r for r in self.refunds if r["payment_intent"] == intent]
+
     def creates(self) -> list[RecordedRequest]:
         with self._lock:
-            return [r for r in self.requests if r.path == "/v1/checkout/sessions"]
+            return [
+                r for r in self.requests if (r.method, r.path) == ("POST", "/v1/checkout/sessions")
+            ]
 
     # --- request handling (called from server threads) ------------------------------
 
     def handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
-        form = _nest(dict(parse_qsl(body.decode(), keep_blank_values=True)))
+        path, _, query = path.partition("?")
+        form = _nest(dict(parse_qsl(body.decode() or query, keep_blank_values=True)))
         with self._lock:
             self.requests.append(RecordedRequest(method, path, headers, form))
             if self._fail_remaining > 0:
@@ -83,7 +117,9 @@ class FakeStripe:
             given = _key_of(headers.get("authorization", ""))
             if given != self.secret_key:
                 return _error(401, f"Invalid API Key provided: {given}", "invalid_request_error")
-            if (method, path) != ("POST", "/v1/checkout/sessions"):
+            if method == "GET":
+                return self._read(path, form)
+            if (method, path) not in (("POST", "/v1/checkout/sessions"), ("POST", "/v1/refunds")):
                 return _error(404, f"Unrecognized request URL ({method}: {path}).")
             key = headers.get("idempotency-key")
             if key is not None and key in self._saved:
@@ -96,7 +132,10 @@ class FakeStripe:
                         "idempotency_error",
                     )
                 return _json(status, payload, {"Idempotent-Replayed": "true"})
-            status, payload = self._create_session(form)
+            if path == "/v1/refunds":
+                status, payload = self._refund(form)
+            else:
+                status, payload = self._create_session(form)
             if key is not None:
                 self._saved[key] = (form, status, payload)
             return _json(status, payload)
@@ -144,7 +183,60 @@ class FakeStripe:
             "livemode": False,
         }
         self.sessions[session_id] = session
-        return 200, session
+        answer = dict(session)  # the stored one changes when it is paid
+        self._intent_metadata[session_id] = form.get("payment_intent_data", {}).get("metadata", {})
+        return 200, answer
+
+    def _read(self, path: str, query: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/v1/checkout/sessions/"):
+            session = self.sessions.get(path.rsplit("/", 1)[1])
+            if session is None:
+                return _error(404, "No such checkout.session", "invalid_request_error")
+            return _json(200, session)
+        if path == "/v1/checkout/sessions":
+            intent = query.get("payment_intent")
+            found = [s for s in self.sessions.values() if s.get("payment_intent") == intent]
+            return _json(200, {"object": "list", "data": found, "has_more": False})
+        if path == "/v1/payment_intents/search":
+            # the one query StripePayments asks: metadata['order_id']:'<id>' AND status:'…'
+            text = str(query.get("query", ""))
+            order = text.split("metadata['order_id']:'", 1)[-1].split("'", 1)[0]
+            status = text.split("status:'", 1)[-1].split("'", 1)[0] if "status:" in text else None
+            found = [
+                i
+                for i in self.intents.values()
+                if i["metadata"].get("order_id") == order and status in (None, i["status"])
+            ]
+            return _json(200, {"object": "search_result", "data": found, "has_more": False})
+        return _error(404, f"Unrecognized request URL (GET: {path}).")
+
+    def _refund(self, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        intent = self.intents.get(str(form.get("payment_intent")))
+        if intent is None:
+            return _invalid("payment_intent", "No such payment_intent")
+        amount = int(form.get("amount") or intent["amount_received"] - intent["refunded"])
+        if intent["refunded"] >= intent["amount_received"]:
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "charge_already_refunded",
+                    "message": "Charge has already been refunded.",
+                }
+            }
+        if amount > intent["amount_received"] - intent["refunded"]:
+            return _invalid("amount", "Refund amount is greater than unrefunded amount")
+        intent["refunded"] += amount
+        refund = {
+            "id": f"re_test_{uuid.uuid4().hex}",
+            "object": "refund",
+            "payment_intent": intent["id"],
+            "amount": amount,
+            "currency": intent["currency"],
+            "status": "succeeded",
+            "metadata": form.get("metadata", {}),
+        }
+        self.refunds.append(refund)
+        return 200, refund
 
 
 # --- Stripe's signing and events -----------------------------------------------------

@@ -55,13 +55,19 @@ def every_kind_of_event() -> list[Any]:
 
     ledger = CreditLedger(user_id=user.id, timestamp=next(t))
     ledger.reward(10, "Signup bonus", next(t))
-    paid, failed, cancelled = (
-        Order.place(uuid4(), user.id, 50, Decimal("0.10"), "STRIPE", next(t)) for _ in range(3)
+    paid, failed, cancelled, expired, refunded = (
+        Order.place(uuid4(), user.id, 50, Decimal("0.10"), "STRIPE", next(t)) for _ in range(5)
     )
     paid.mark_paid("ref-1", next(t))
     failed.mark_failed("card declined", next(t))
     cancelled.cancel(next(t))
+    cancelled.return_payment("ref-late", next(t))
+    expired.expire(timedelta(seconds=1), T0 + timedelta(days=1))
     ledger.recharge(paid.id, 50, next(t))
+    refunded.mark_paid("ref-2", next(t))
+    ledger.recharge(refunded.id, 50, next(t))
+    refunded.refund(uuid4(), "asked by the customer", next(t))
+    ledger.reverse(refunded.id, 50, next(t))
 
     done, broken, dropped = (
         Video.request(uuid4(), user.id, "a cat", 5, "16:9", 1, next(t)) for _ in range(3)
@@ -90,7 +96,8 @@ def every_kind_of_event() -> list[Any]:
     claim.release(user.id, next(t))
     claim.take(uuid4(), next(t))
 
-    aggregates = [user, ledger, paid, failed, cancelled, done, broken, dropped, session, claim]
+    orders = [paid, failed, cancelled, expired, refunded]
+    aggregates = [user, ledger, *orders, done, broken, dropped, session, claim]
     return [e for a in aggregates for e in a.collect_events()]
 
 

@@ -349,6 +349,47 @@ def test_an_order_paid_twice_is_a_problem(sora2: Sora2) -> None:
     assert found == [only(found, f"order {order_id}: paid 2 times")]
 
 
+def test_a_refunded_order_verifies_with_its_reversal(sora2: Sora2) -> None:
+    alice = register(sora2, "alice")
+    order_id = recharge(sora2, alice, 100)
+    refunded = sora2.orders.refund(order_id, reason="asked by the customer")
+    assert refunded.status == "REFUNDED"
+
+    report = LedgerAudit(sora2.log, sora2.views).verify()
+
+    assert report.ok, report.problems
+    history = LedgerAudit(sora2.log, sora2.views).history(alice)
+    assert [(e.type, e.amount, e.balance, e.reference) for e in history] == [
+        ("REWARD", 10, 10, None),
+        ("RECHARGE", 100, 110, order_id),
+        ("REVERSAL", -100, 10, order_id),
+    ]
+
+
+def test_a_reversal_without_its_refund_or_twice_and_a_refund_without_reversal_are_problems(
+    sora2: Sora2,
+) -> None:
+    alice = register(sora2, "alice")
+    kept, taken, never = (recharge(sora2, alice, 20) for _ in range(3))
+    ledger = ledger_of(sora2, alice)
+    now = sora2.clock.now()
+    ledger.reverse(kept, 20, now)  # the ledger allows it; the order was never refunded
+    ledger._reversed(alice, never, 15, ledger.balance - 15, now)  # forged: another amount
+    ledger._reversed(alice, never, 15, ledger.balance - 15, now)  # and twice
+    order = sora2.log.load(Order, taken)
+    order.refund(None, None, now)  # refunded, but its credits stay
+    append(sora2, ledger, order)
+
+    found = problems(sora2)
+
+    only(found, str(kept), "the order was never refunded")
+    assert len([p for p in found if str(never) in p and "takes back 15 but 20" in p]) == 2
+    assert len([p for p in found if str(never) in p and "never refunded" in p]) == 2
+    only(found, f"order {never}: reversed 2 times")
+    only(found, str(taken), "REFUNDED but its 20 credits were never taken back")
+    assert len(found) == 7, found
+
+
 # --- read models ------------------------------------------------------------------------------
 
 

@@ -80,13 +80,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self.spent_settled = 0  # reservations of delivered videos
         self.held: dict[UUID, int] = {}
         self.recharged: set[UUID] = set()
+        self.reversed: set[UUID] = set()
 
     def now(self) -> datetime:
         self.clock += timedelta(seconds=1)
         return self.clock
 
     @property
-    def model_balance(self) -> int:
+    def model_balance(self) -> int:  # reversals are taken off `granted`
         return self.granted - self.spent_settled - sum(self.held.values())
 
     def attempt(self, command: Callable[[], Any]) -> tuple[bool, Any]:
@@ -117,6 +118,24 @@ class LedgerMachine(RuleBasedStateMachine):
             assert accepted, error
             self.granted += amount
             self.recharged.add(order_id)
+
+    @rule(order_id=st.sampled_from(ORDERS), amount=amounts)
+    def reverse(self, order_id: UUID, amount: Any) -> None:
+        """A refund takes an order's credits back only while they are unspent: what is
+        held for videos not yet final is not in the balance, so it counts as spent."""
+        balance = self.model_balance
+        accepted, error = self.attempt(lambda: self.ledger.reverse(order_id, amount, self.now()))
+        if not is_valid_amount(amount):
+            assert isinstance(error, InvalidInput)
+        elif order_id not in self.recharged or order_id in self.reversed:
+            assert isinstance(error, Conflict)
+        elif amount > balance:
+            assert isinstance(error, Conflict)
+            assert f"{amount - balance} short" in str(error), error
+        else:
+            assert accepted, error
+            self.granted -= amount
+            self.reversed.add(order_id)
 
     @rule(video_id=st.sampled_from(VIDEOS), amount=amounts)
     def reserve(self, video_id: UUID, amount: Any) -> None:
@@ -160,6 +179,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.balance == self.model_balance
         assert self.ledger.held == self.held
         assert self.ledger.recharged_orders == self.recharged
+        assert self.ledger.reversed_orders == self.reversed
 
     @invariant()
     def balance_is_the_sum_of_signed_entries(self) -> None:
@@ -168,6 +188,7 @@ class LedgerMachine(RuleBasedStateMachine):
             CreditLedger.Recharged: 1,
             CreditLedger.Reserved: -1,
             CreditLedger.Refunded: 1,
+            CreditLedger.Reversed: -1,
         }
         total = sum(sign[type(e)] * e.amount for e in self.events if type(e) in sign)
         assert self.ledger.balance == total
@@ -176,7 +197,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def each_event_records_the_running_balance(self) -> None:
         running = 0
         for e in self.events:
-            if isinstance(e, CreditLedger.Reserved):
+            if isinstance(e, CreditLedger.Reserved | CreditLedger.Reversed):
                 running -= e.amount
             elif isinstance(
                 e, CreditLedger.Rewarded | CreditLedger.Recharged | CreditLedger.Refunded
@@ -193,6 +214,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert rebuilt.balance == self.ledger.balance
         assert rebuilt.held == self.ledger.held
         assert rebuilt.recharged_orders == self.ledger.recharged_orders
+        assert rebuilt.reversed_orders == self.ledger.reversed_orders
         assert rebuilt.version == self.ledger.version == len(self.events)
 
 
@@ -203,41 +225,68 @@ TestLedgerProperties.settings = settings(max_examples=150, stateful_step_count=4
 # --- orders ----------------------------------------------------------------------------------
 
 ORDER_COMMANDS = st.lists(
-    st.sampled_from(["mark_paid", "mark_failed", "cancel"]), min_size=1, max_size=12
+    st.sampled_from(
+        ["mark_paid", "mark_failed", "cancel", "expire", "expire_early", "refund", "return"]
+    ),
+    min_size=1,
+    max_size=14,
 )
+LIFETIME = timedelta(minutes=30)
+
+# which commands each status accepts, and where they lead (None: stays)
+ORDER_MOVES: dict[str, dict[str, str | None]] = {
+    "PENDING": {
+        "mark_paid": "PAID",
+        "mark_failed": "FAILED",
+        "cancel": "CANCELLED",
+        "expire": "CANCELLED",
+    },
+    "PAID": {"refund": "REFUNDED"},
+    "CANCELLED": {"return": None},  # a late payment sent back: still CANCELLED
+    "FAILED": {},
+    "REFUNDED": {},
+}
 
 
-def order_command(order: Order, name: str, at: datetime) -> Callable[[], None]:
+def order_command(order: Order, name: str, at: datetime, n: int) -> Callable[[], None]:
     return {
         "mark_paid": lambda: order.mark_paid(f"ref-{at.timestamp()}", at),
         "mark_failed": lambda: order.mark_failed("declined", at),
         "cancel": lambda: order.cancel(at),
+        "expire": lambda: order.expire(LIFETIME, order.created_on + LIFETIME + (at - START)),
+        "expire_early": lambda: order.expire(LIFETIME, order.created_on + LIFETIME / 2),
+        "refund": lambda: order.refund(UUID(int=7), "asked by the customer", at),
+        "return": lambda: order.return_payment(f"late-{n}", at),
     }[name]
 
 
 @settings(max_examples=300)
 @given(commands=ORDER_COMMANDS)
-def test_an_order_is_paid_at_most_once_and_never_leaves_a_final_state(commands: list[str]):
+def test_an_order_follows_its_state_machine_and_is_paid_at_most_once(commands: list[str]):
     at = START
     order = Order.place(uuid4(), uuid4(), 50, Decimal("0.10"), "STRIPE", at)
     events = list(order.collect_events())
-    outcome = {"mark_paid": "PAID", "mark_failed": "FAILED", "cancel": "CANCELLED"}
 
-    for name in commands:
+    for n, name in enumerate(commands):
         at += timedelta(seconds=1)
         was = order.status
-        accepted, error = run(order, order_command(order, name, at))
+        moves = ORDER_MOVES[was]
+        accepted, error = run(order, order_command(order, name, at, n))
         events.extend(order.collect_events())
-        if was == "PENDING":
-            assert accepted, error
-            assert order.status == outcome[name]
-        else:  # a final state: every command is refused
+        assert accepted == (name in moves), (was, name, error)
+        if accepted:
+            assert order.status == (moves[name] or was)
+        else:  # refused: never a change of state
             assert isinstance(error, Conflict)
             assert order.status == was
 
     paid = [e for e in events if isinstance(e, Order.Paid)]
     assert len(paid) <= 1
-    assert len(events) <= 2  # created, then at most one transition
+    assert sum(isinstance(e, Order.Refunded) for e in events) <= len(paid)
+    transitions = [e for e in events[1:] if not isinstance(e, Order.PaymentReturned)]
+    assert len(transitions) <= 2  # at most paid, then refunded
+    returned = [e for e in events if isinstance(e, Order.PaymentReturned)]
+    assert len({e.provider_reference for e in returned}) == len(returned)
     assert (order.paid_at is not None) == bool(paid)
     rebuilt = replay(Order, events)
     assert (rebuilt.status, rebuilt.paid_at, rebuilt.version) == (

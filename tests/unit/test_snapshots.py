@@ -221,6 +221,7 @@ def test_a_ledger_with_a_long_history_has_a_small_snapshot(tmp_path: Path) -> No
         "balance",
         "_holds",
         "_credited_orders",
+        "_reversed_orders",
     }
     assert (latest.state["_holds"], len(latest.state["_credited_orders"])) == ({}, 1)
     (stored,) = log.snapshots.recorder.select_events(ledger.id, desc=True, limit=1)

@@ -38,11 +38,11 @@ class Entry:
 
     id: UUID
     user_id: UUID
-    type: str  # RECHARGE | CONSUME | REFUND | REWARD
-    amount: int  # signed: negative for CONSUME
+    type: str  # RECHARGE | CONSUME | REFUND | REWARD | REVERSAL
+    amount: int  # signed: negative for CONSUME and REVERSAL
     balance: int  # running balance computed by the fold
     recorded_balance: int  # the balance the event itself carries
-    reference: UUID | None  # the order (RECHARGE) or video (CONSUME, REFUND)
+    reference: UUID | None  # the order (RECHARGE, REVERSAL) or video (CONSUME, REFUND)
     created_at: datetime
     position: int  # the event's notification id in the log
 
@@ -87,7 +87,9 @@ class _OrderFacts:
     user_id: UUID | None = None
     credits: int | None = None
     paid: int = 0  # how many Paid events
+    refunded: int = 0  # how many Refunded events
     recharges: list[Entry] = field(default_factory=list)
+    reversals: list[Entry] = field(default_factory=list)
 
 
 @dataclass
@@ -231,6 +233,8 @@ class LedgerAudit:
                 order.user_id, order.credits = e.user_id, e.credits
             elif isinstance(e, Order.Paid):
                 fold.orders[e.originator_id].paid += 1
+            elif isinstance(e, Order.Refunded):
+                fold.orders[e.originator_id].refunded += 1
             entry = _entry(e, stored.position, running)
             if entry is None:
                 continue
@@ -249,6 +253,8 @@ class LedgerAudit:
                 fold.videos[entry.reference].refunded.append(entry)  # type: ignore[index]
             elif entry.type == "RECHARGE":
                 fold.orders[entry.reference].recharges.append(entry)  # type: ignore[index]
+            elif entry.type == "REVERSAL":
+                fold.orders[entry.reference].reversals.append(entry)  # type: ignore[index]
         return fold
 
     # --- the read models ----------------------------------------------------------------
@@ -289,6 +295,8 @@ def _entry(e: Any, position: int, running: dict[UUID, int]) -> Entry | None:
         kind, amount, reference = "CONSUME", -e.amount, e.video_id
     elif isinstance(e, CreditLedger.Refunded):
         kind, amount, reference = "REFUND", e.amount, e.video_id
+    elif isinstance(e, CreditLedger.Reversed):
+        kind, amount, reference = "REVERSAL", -e.amount, e.order_id
     else:
         return None
     balance = running.get(e.user_id, 0) + amount
@@ -301,7 +309,7 @@ def _entry(e: Any, position: int, running: dict[UUID, int]) -> Entry | None:
 def _check_entry(entry: Entry) -> list[str]:
     problems = []
     where = f"user {entry.user_id}, {entry.type} entry {entry.id} (log position {entry.position})"
-    spends = entry.type == "CONSUME"
+    spends = entry.type in ("CONSUME", "REVERSAL")
     if entry.amount == 0 or (entry.amount < 0) != spends:
         problems.append(f"{where}: amount {entry.amount} has the wrong sign")
     if entry.recorded_balance != entry.balance:
@@ -430,7 +438,8 @@ def _check_videos(fold: _Fold) -> list[str]:
 
 
 def _check_orders(fold: _Fold) -> list[str]:
-    """Each RECHARGE credits a paid order of the same user and credits, once."""
+    """Each RECHARGE credits a paid order of the same user and credits, once; each
+    REVERSAL takes a refunded order's recharge back, once; no refunded order keeps them."""
     problems = []
     for order_id, order in fold.orders.items():
         if order.paid > 1:
@@ -453,4 +462,33 @@ def _check_orders(fold: _Fold) -> list[str]:
                 f"order {order_id}: recharged {len(order.recharges)} times"
                 f" (entries {', '.join(str(e.id) for e in order.recharges)})"
             )
+        problems += _check_reversals(order_id, order)
+    return problems
+
+
+def _check_reversals(order_id: UUID, order: _OrderFacts) -> list[str]:
+    problems = []
+    for entry in order.reversals:
+        who = f"user {entry.user_id}: REVERSAL entry {entry.id} for order {order_id}"
+        recharge = next((r for r in order.recharges if r.user_id == entry.user_id), None)
+        if recharge is None:
+            problems.append(f"{who}: the order was never credited to this user")
+        elif recharge.position > entry.position:
+            problems.append(f"{who}: taken back before it was credited")
+        elif recharge.amount != -entry.amount:
+            problems.append(
+                f"{who}: takes back {-entry.amount} but {recharge.amount} were credited"
+            )
+        if not order.refunded:
+            problems.append(f"{who}: the order was never refunded")
+    if len(order.reversals) > 1:
+        problems.append(
+            f"order {order_id}: reversed {len(order.reversals)} times"
+            f" (entries {', '.join(str(e.id) for e in order.reversals)})"
+        )
+    if order.refunded and order.recharges and not order.reversals:
+        problems.append(
+            f"user {order.user_id}: order {order_id} is REFUNDED"
+            f" but its {order.credits} credits were never taken back"
+        )
     return problems

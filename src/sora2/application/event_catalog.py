@@ -58,10 +58,22 @@ AGGREGATES: dict[type[Aggregate], tuple[str, tuple[type, ...]]] = {
             CreditLedger.Recharged,
             CreditLedger.Reserved,
             CreditLedger.Refunded,
+            CreditLedger.Reversed,
             CreditLedger.Settled,
         ),
     ),
-    Order: ("order", (Order.Created, Order.Paid, Order.Failed, Order.Cancelled)),
+    Order: (
+        "order",
+        (
+            Order.Created,
+            Order.Paid,
+            Order.Failed,
+            Order.Cancelled,
+            Order.Expired,
+            Order.PaymentReturned,
+            Order.Refunded,
+        ),
+    ),
     Video: (
         "video",
         (

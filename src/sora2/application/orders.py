@@ -1,12 +1,17 @@
 """Buying credits: place an order, pay it through a provider, credit it exactly once.
 
 Payment confirmation saves the PAID order and the RECHARGE entry in one atomic write;
-both aggregates refuse a second time, so a repeated callback changes nothing.
+both aggregates refuse a second time, so a repeated callback changes nothing. A refund
+saves the REFUNDED order and the REVERSAL entry the same way, after the provider gave the
+money back. An order nobody paid in time expires (CANCELLED) unless the provider says it
+was paid after all; a payment that still arrives for a cancelled order is sent back.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -17,8 +22,10 @@ from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import OrderRow, Page
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
-from sora2.domain.errors import NotFound
+from sora2.domain.errors import Conflict, NotFound, Unavailable
 from sora2.domain.orders.order import Order
+
+log = logging.getLogger("sora2.orders")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Orders:
         payments: PaymentProvider,
         clock: Clock,
         credit_price: Decimal,
+        expires_in: timedelta = timedelta(minutes=30),
     ) -> None:
         self.log = log
         self.views = views
@@ -43,6 +51,7 @@ class Orders:
         self.payments = payments
         self.clock = clock
         self.credit_price = credit_price
+        self.expires_in = expires_in
 
     def create(self, user_id: UUID, credits: int, payment_method: str) -> OrderRow:
         order = Order.place(
@@ -68,6 +77,8 @@ class Orders:
             raise NotFound("order not found")
         if order.status != "PENDING":
             order.mark_paid("", self.clock.now())  # raises the right Conflict
+        if order.is_due(self.expires_in, self.clock.now()):  # the sweep cancels it soon
+            raise Conflict("this order has expired; place a new one")
         instructions = self.payments.start_payment(
             order.id, order.amount, order.credits, order.payment_method
         )
@@ -77,23 +88,144 @@ class Orders:
         return PaymentOutcome(order_row(order), instructions)
 
     def confirm_payment(self, order_id: UUID, provider_reference: str) -> bool:
-        """Mark paid and recharge; False (and no change) if it was already paid."""
+        """Mark paid and recharge; False (and no change) if it was already paid. A payment
+        for a CANCELLED order is refunded at the provider instead, never credited."""
 
-        def decide() -> tuple[bool, int | None, UUID]:
+        def decide() -> tuple[bool, int | None, Order]:
             order = self.log.load(Order, order_id, "order")
-            if order.status == "PAID":
-                return False, None, order.user_id
+            if order.status in ("PAID", "CANCELLED"):
+                return False, None, order
             now = self.clock.now()
             order.mark_paid(provider_reference, now)
             ledger = self.log.load(CreditLedger, CreditLedger.create_id(order.user_id), "ledger")
             if order.id in ledger.recharged_orders:  # read the order just before a rival's save
-                return False, None, order.user_id
+                return False, None, order
             ledger.recharge(order.id, order.credits, now)
-            return True, self.log.commit(order, ledger), order.user_id
+            return True, self.log.commit(order, ledger), order
 
-        changed, position, user_id = retry_on_conflict(decide)
-        self.seen.note(user_id, position)
+        changed, position, order = retry_on_conflict(decide)
+        if order.status == "CANCELLED":
+            self._return_payment(order, provider_reference)
+            return False
+        self.seen.note(order.user_id, position)
         return changed
+
+    def _return_payment(self, order: Order, provider_reference: str) -> None:
+        """Refund a payment that arrived for a cancelled order, then record that it was.
+        Unavailable (the provider cannot refund now) goes to the caller, whose notify
+        then fails, so the provider delivers it again and we try again."""
+        if provider_reference in order.returned_payments:
+            return
+        self.payments.refund(order.id, order.amount, provider_reference)
+
+        def decide() -> int | None:
+            current = self.log.load(Order, order.id, "order")
+            if provider_reference in current.returned_payments:  # a rival recorded it
+                return None
+            current.return_payment(provider_reference, self.clock.now())
+            return self.log.commit(current)
+
+        self.seen.note(order.user_id, retry_on_conflict(decide))
+        log.warning(
+            "order %s is CANCELLED: its payment %s was refunded at the provider, not credited",
+            order.id,
+            provider_reference,
+        )
+
+    def fail_payment(self, order_id: UUID, reason: str) -> bool:
+        """The provider says the payment failed for good: a PENDING order becomes FAILED.
+        False (no change) for an order in any other state."""
+
+        def decide() -> tuple[int | None, Order]:
+            order = self.log.load(Order, order_id, "order")
+            if order.status != "PENDING":
+                return None, order
+            order.mark_failed(reason, self.clock.now())
+            return self.log.commit(order), order
+
+        position, order = retry_on_conflict(decide)
+        self.seen.note(order.user_id, position)
+        return position is not None
+
+    def refund(
+        self, order_id: UUID, admin_id: UUID | None = None, reason: str | None = None
+    ) -> OrderRow:
+        """Give a PAID order's money back and take its credits back: the provider refunds
+        first, then REFUNDED and REVERSAL are saved together. Refused (409, nothing
+        refunded) unless the user still holds the credits unspent; credits reserved by
+        videos not yet final count as spent."""
+
+        def decide() -> tuple[Order, CreditLedger]:
+            order = self.log.load(Order, order_id, "order")
+            ledger = self.log.load(CreditLedger, CreditLedger.create_id(order.user_id), "ledger")
+            now = self.clock.now()
+            order.refund(admin_id, reason, now)
+            ledger.reverse(order.id, order.credits, now)
+            return order, ledger
+
+        decided: tuple[Order, CreditLedger] | None = decide()  # refuses before money moves
+        order = decided[0]
+        self.payments.refund(order.id, order.amount, order.provider_reference)
+
+        def save() -> tuple[int | None, Order]:
+            nonlocal decided
+            aggregates, decided = decided or decide(), None
+            return self.log.commit(*aggregates), aggregates[0]
+
+        try:
+            position, order = retry_on_conflict(save)
+        except Conflict as refused:  # spent (or refunded) between the check and the save
+            log.error(
+                "order %s was refunded at the provider but not recorded (%s): reconcile it",
+                order_id,
+                refused,
+            )
+            raise
+        self.seen.note(order.user_id, position)
+        if admin_id is not None:
+            self.seen.note(admin_id, position)
+        log.info("order %s refunded (%d credits taken back)", order.id, order.credits)
+        return order_row(order)
+
+    def reconcile(self, order_id: UUID) -> bool:
+        """Ask the provider about a PENDING order whose notify never came; credit it if
+        it was paid. True if that credited it."""
+        order = self.log.load(Order, order_id, "order")
+        if order.status != "PENDING":
+            return False
+        reference = self.payments.query(order.id, order.amount)
+        if reference is None:
+            return False
+        log.warning("order %s was paid (%s) but its notify never came", order.id, reference)
+        return self.confirm_payment(order.id, reference)
+
+    def expire_due(self) -> int:
+        """Cancel every PENDING order older than `expires_in` that the provider does not
+        know as paid; how many expired. Safe in several processes at once: the order's
+        version check lets one expire win and the others find it CANCELLED."""
+        now = self.clock.now()
+        expired = 0
+        for order_id in self.views.pending_orders(now - self.expires_in):
+            try:
+                if self.reconcile(order_id):
+                    continue
+            except Unavailable as e:  # it may be paid: ask again on the next sweep
+                log.warning("order %s: cannot ask its provider (%s); not expired yet", order_id, e)
+                continue
+            expired += self._expire(order_id, now)
+        return expired
+
+    def _expire(self, order_id: UUID, now: datetime) -> int:
+        def decide() -> tuple[int | None, Order]:
+            order = self.log.load(Order, order_id, "order")
+            if not order.is_due(self.expires_in, now):  # paid or cancelled meanwhile
+                return None, order
+            order.expire(self.expires_in, now)
+            return self.log.commit(order), order
+
+        position, order = retry_on_conflict(decide)
+        self.seen.note(order.user_id, position)
+        return int(position is not None)
 
     def cancel(self, user_id: UUID, order_id: UUID) -> OrderRow:
         def decide() -> tuple[int | None, Order]:

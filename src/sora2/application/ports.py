@@ -125,6 +125,17 @@ class PaymentProvider(Protocol):
         self, order_id: UUID, amount: str, credits: int, method: str
     ) -> PaymentInstructions: ...
 
+    def refund(self, order_id: UUID, amount: str, provider_reference: str | None) -> None:
+        """Give the order's whole payment (`amount`) back to the payer; `provider_reference`
+        names the payment as its notify did (None: find it by the order). Idempotent: a
+        payment already refunded is not refunded twice. Raises Unavailable when the
+        provider cannot do it now (nothing was refunded, try later)."""
+
+    def query(self, order_id: UUID, amount: str) -> str | None:
+        """Ask the provider whether the order was paid (its notify may never have come):
+        the payment's reference if it was paid `amount` in full, else None. Raises
+        Unavailable when the provider cannot be asked now."""
+
 
 # --- video jobs: leases, heartbeats and progress (ephemeral: not in the log) -------------
 

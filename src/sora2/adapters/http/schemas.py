@@ -140,7 +140,7 @@ class Credit(Body):
     user_id: str
     amount: int
     balance: int
-    type: Literal["RECHARGE", "CONSUME", "REFUND", "REWARD"]
+    type: Literal["RECHARGE", "CONSUME", "REFUND", "REWARD", "REVERSAL"]
     description: str
     created_at: datetime
 

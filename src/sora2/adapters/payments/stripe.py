@@ -4,6 +4,8 @@ Paying an order creates a Checkout Session over Stripe's REST API and sends the 
 its hosted page; nothing is credited then. Credits arrive only through the webhook
 (`checkout.session.completed`), whose signature `verify_webhook` checks, and
 `Orders.confirm_payment` credits an order once however often Stripe delivers the event.
+`refund` refunds a session's PaymentIntent (`/v1/refunds`); `query` finds an order's paid
+session when its webhook never came (PaymentIntent search by the order id we tag it with).
 
 Three promises shape the code:
 
@@ -60,6 +62,10 @@ class PaymentProviderError(Unavailable):
 
 class PaymentRejected(InvalidInput):
     """Stripe refused this payment for a reason the user can fix (the amount is too small)."""
+
+
+class AlreadyRefunded(PaymentProviderError):
+    """Stripe says the charge was refunded already (by us earlier, or in its dashboard)."""
 
 
 class WebhookRejected(Exception):
@@ -181,18 +187,92 @@ class StripePayments:
             "payment_intent_data[metadata][order_id]": order,
         }
 
+    # --- refunds and reconciliation -----------------------------------------------------
+
+    def refund(self, order_id: UUID, amount: str, provider_reference: str | None) -> None:
+        """Refund the order's payment in full through `/v1/refunds`, against the
+        PaymentIntent of its Checkout Session (`provider_reference`, else the session
+        found by `query`). One refund per payment: the Idempotency-Key names the
+        PaymentIntent, and Stripe's "already refunded" counts as done."""
+        session_id = provider_reference or self._paid_session(order_id, amount)
+        if session_id is None:
+            log.error("order %s: no paid Stripe session to refund", order_id)
+            raise PaymentProviderError(UNAVAILABLE_MESSAGE)
+        session = self._get(f"/v1/checkout/sessions/{_path_part(session_id)}", {})
+        intent = session.get("payment_intent")
+        if isinstance(intent, dict):  # expanded
+            intent = intent.get("id")
+        if not isinstance(intent, str) or not intent:
+            log.error("order %s: Stripe session %s has no PaymentIntent", order_id, session_id)
+            raise PaymentProviderError(UNAVAILABLE_MESSAGE)
+        params = {
+            "payment_intent": intent,
+            "amount": str(self._minor(order_id, amount)),
+            "metadata[order_id]": str(order_id),
+        }
+        try:
+            refund = self._post("/v1/refunds", params, f"sora2-refund-{order_id}-{intent}")
+        except AlreadyRefunded:
+            log.info("order %s: Stripe PaymentIntent %s was already refunded", order_id, intent)
+            return
+        log.info("order %s: Stripe refund %s of %s", order_id, refund.get("id"), intent)
+
+    def query(self, order_id: UUID, amount: str) -> str | None:
+        """The id of a paid Checkout Session for the order (what its webhook would have
+        named), else None: the order's succeeded PaymentIntent (we tag each one with the
+        order id), then the Checkout Session that made it."""
+        return self._paid_session(order_id, amount)
+
+    def _paid_session(self, order_id: UUID, amount: str) -> str | None:
+        expected = self._minor(order_id, amount)
+        found = self._get(
+            "/v1/payment_intents/search",
+            {"query": f"metadata['order_id']:'{order_id}' AND status:'succeeded'"},
+        )
+        for intent in _list(found):
+            if intent.get("amount_received", intent.get("amount")) != expected:
+                continue  # not this order's price: a human must look, never credit it
+            if str(intent.get("currency", "")).lower() != self.currency:
+                continue
+            sessions = self._get("/v1/checkout/sessions", {"payment_intent": str(intent["id"])})
+            for session in _list(sessions):
+                meta = session.get("metadata")
+                if (
+                    session.get("payment_status") == "paid"
+                    and isinstance(meta, dict)
+                    and meta.get("order_id") == str(order_id)
+                    and isinstance(session.get("id"), str)
+                ):
+                    return session["id"]
+        return None
+
+    def _minor(self, order_id: UUID, amount: str) -> int:
+        try:
+            return minor_units(amount, self.currency)
+        except ValueError as e:
+            log.error("order %s: %s", order_id, e)
+            raise PaymentProviderError(MISCONFIGURED_MESSAGE) from None
+
+    # --- HTTP ---------------------------------------------------------------------------
+
     def _post(self, path: str, params: dict[str, str], idempotency_key: str) -> dict[str, Any]:
         """POST with retries on network trouble, 409, 429 and 5xx, always with the same key
         (so a retry after a lost answer returns the first session rather than a second)."""
-        headers = {
-            "Authorization": f"Bearer {self._secret_key}",
-            "Idempotency-Key": idempotency_key,
-        }
+        return self._request("POST", path, params, {"Idempotency-Key": idempotency_key})
+
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        return self._request("GET", path, params, {})
+
+    def _request(
+        self, method: str, path: str, params: dict[str, str], extra: dict[str, str]
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self._secret_key}", **extra}
+        form = {"data": params} if method == "POST" else {"params": params}
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                r = self._client.post(
-                    self.api_base + path, data=params, headers=headers, timeout=self._timeout
+                r = self._client.request(
+                    method, self.api_base + path, headers=headers, timeout=self._timeout, **form
                 )
             except httpx.HTTPError as e:  # the message names the URL, never the headers
                 log.warning("Stripe %s: %s (attempt %d)", path, type(e).__name__, attempt + 1)
@@ -279,6 +359,19 @@ def _parse_signature_header(header: str) -> tuple[int, list[str]]:
     return timestamp, signatures
 
 
+def _list(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects of a Stripe list or search answer."""
+    data = body.get("data")
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+def _path_part(text: str) -> str:
+    """An id as one URL path segment (a reference came from outside: no `/` or `..`)."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", text):
+        raise PaymentProviderError(UNAVAILABLE_MESSAGE)
+    return text
+
+
 def _json_object(r: httpx.Response) -> dict[str, Any] | None:
     try:
         body = r.json()
@@ -301,6 +394,8 @@ def _error_for(path: str, r: httpx.Response) -> Exception:
     error = error if isinstance(error, dict) else {}
     code, kind = error.get("code"), error.get("type")
     message = _SECRETISH.sub("[redacted]", str(error.get("message") or ""))[:300]
+    if code == "charge_already_refunded":
+        return AlreadyRefunded(UNAVAILABLE_MESSAGE)
     if code == "amount_too_small":
         log.warning("Stripe %s refused the amount: %s", path, message)
         return PaymentRejected(TOO_SMALL_MESSAGE)

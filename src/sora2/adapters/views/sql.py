@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS {p}rm_videos (
 INDEXES = """
 CREATE INDEX IF NOT EXISTS rm_credits_by_user ON {p}rm_credits (user_id, seq);
 CREATE INDEX IF NOT EXISTS rm_orders_by_user ON {p}rm_orders (user_id, seq);
+CREATE INDEX IF NOT EXISTS rm_orders_by_status ON {p}rm_orders (status);
 CREATE INDEX IF NOT EXISTS rm_videos_by_user ON {p}rm_videos (user_id, seq);
 CREATE INDEX IF NOT EXISTS rm_videos_by_share ON {p}rm_videos (share_token_hash);
 CREATE INDEX IF NOT EXISTS rm_videos_by_status ON {p}rm_videos (status);
@@ -372,6 +373,15 @@ class SqlReadModels(ReadModelView):
     def order(self, order_id: UUID) -> OrderRow | None:
         rows = self._rows(_select("rm_orders", ORDER_COLUMNS) + " WHERE id = :id", {"id": order_id})
         return OrderRow(**_decode(rows[0], ORDER_COLUMNS)) if rows else None
+
+    def pending_orders(self, created_before: datetime) -> list[UUID]:
+        rows = self._rows(
+            "SELECT id, created_at FROM {p}rm_orders WHERE status = 'PENDING' ORDER BY seq", {}
+        )
+        # compared as instants, not as text: stored offsets and precision may differ
+        return [
+            UUID(r["id"]) for r in rows if datetime.fromisoformat(r["created_at"]) < created_before
+        ]
 
     def videos(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[VideoRow]:
         return self._page(

@@ -48,6 +48,9 @@ class ReadModels(Projection[ReadModelView]):
             CreditLedger.Refunded: lambda e, t: self._credit(
                 e, t, "REFUND", e.amount, e.video_id, "Refund for a failed or cancelled video"
             ),
+            CreditLedger.Reversed: lambda e, t: self._credit(
+                e, t, "REVERSAL", -e.amount, e.order_id, f"{e.amount} credits of a refunded order"
+            ),
             Session.Started: lambda e, t: self.view.add_session(e.originator_id, e.user_id, t),
             Session.Ended: lambda e, t: self.view.end_session(e.originator_id, t),
             Order.Created: self._order_created,
@@ -57,6 +60,12 @@ class ReadModels(Projection[ReadModelView]):
             Order.Failed: lambda e, t: self.view.update_order(e.originator_id, "FAILED", None, t),
             Order.Cancelled: lambda e, t: self.view.update_order(
                 e.originator_id, "CANCELLED", None, t
+            ),
+            Order.Expired: lambda e, t: self.view.update_order(
+                e.originator_id, "CANCELLED", None, t
+            ),
+            Order.Refunded: lambda e, t: self.view.update_order(
+                e.originator_id, "REFUNDED", None, t
             ),
             Video.Requested: self._video_requested,
             Video.Started: lambda e, t: self._video_changed(e, t, status="PROCESSING"),

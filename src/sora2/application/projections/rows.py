@@ -35,7 +35,7 @@ class CreditRow:
     user_id: UUID
     amount: int
     balance: int
-    type: str  # RECHARGE | CONSUME | REFUND | REWARD
+    type: str  # RECHARGE | CONSUME | REFUND | REWARD | REVERSAL
     description: str
     reference_id: UUID | None  # the order or video the entry belongs to
     created_at: datetime

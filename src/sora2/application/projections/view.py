@@ -108,6 +108,10 @@ class ReadModelView(TrackingRecorder, ABC):
     def order(self, order_id: UUID) -> OrderRow | None: ...
 
     @abstractmethod
+    def pending_orders(self, created_before: datetime) -> list[UUID]:
+        """Orders still PENDING that were placed before the instant, oldest first."""
+
+    @abstractmethod
     def videos(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[VideoRow]:
         """The user's videos that are not deleted, newest first."""
 

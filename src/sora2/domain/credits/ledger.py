@@ -4,7 +4,8 @@ Every change is an event carrying the amount and the balance after it, so the
 transaction list and any auditor's replay read the same numbers.
 
 The ledger remembers only what its rules read: the balance, the credits held for videos
-not yet delivered or refunded (a few), and the orders it has credited (one per purchase).
+not yet delivered or refunded (a few), the orders it has credited (one per purchase) and
+those whose credits a refund took back.
 A delivered video's id is not kept: it cannot be charged again, because a reservation is
 only ever saved together with the creation of its video (`Videos.request`), and the log
 records one creation per id. So the state, and the snapshot every load starts from, stays
@@ -50,6 +51,15 @@ class CreditLedger(Aggregate):
         amount: int
         balance: int
 
+    class Reversed(Aggregate.Event):
+        """A refunded order's credits taken back: the REVERSAL entry (amount is positive
+        here, the entry's signed amount is -amount)."""
+
+        user_id: UUID
+        order_id: UUID
+        amount: int
+        balance: int
+
     class Settled(Aggregate.Event):
         """The video was delivered: its reservation can no longer be refunded."""
 
@@ -67,6 +77,7 @@ class CreditLedger(Aggregate):
         # str(video id) -> credits until its outcome (JSON keys are text)
         self._holds: dict[str, int] = {}
         self._credited_orders: list[str] = []  # str(order id) of each order recharged
+        self._reversed_orders: list[str] = []  # str(order id) of each order reversed
 
     def reward(self, amount: int, reason: str, timestamp: datetime) -> None:
         _positive(amount)
@@ -77,6 +88,29 @@ class CreditLedger(Aggregate):
         if str(order_id) in self._credited_orders:
             raise Conflict("this order has already been credited")
         self._recharged(self.user_id, order_id, amount, self.balance + amount, timestamp)
+
+    def reverse(self, order_id: UUID, amount: int, timestamp: datetime) -> None:
+        """Take a refunded order's credits back, only while the user still holds them
+        unspent: credits held for a video not yet final count as spent (they are not in
+        the balance), so the balance never goes below zero."""
+        _positive(amount)
+        if str(order_id) not in self._credited_orders:
+            raise Conflict("this order was never credited, so there is nothing to take back")
+        if str(order_id) in self._reversals:
+            raise Conflict("this order's credits have already been taken back")
+        if amount > self.balance:
+            raise Conflict(self.shortfall(amount))
+        self._reversed(self.user_id, order_id, amount, self.balance - amount, timestamp)
+
+    def shortfall(self, amount: int) -> str:
+        """Why `amount` credits cannot be taken back (the message a refund refuses with)."""
+        held = self.reserved_total
+        return (
+            f"the order's {amount} credits cannot be taken back: the user holds only "
+            f"{self.balance} unspent"
+            + (f" ({held} more are reserved by videos in progress)" if held else "")
+            + f", {amount - self.balance} short"
+        )
 
     def reserve(self, video_id: UUID, amount: int, timestamp: datetime) -> None:
         _positive(amount)
@@ -111,6 +145,16 @@ class CreditLedger(Aggregate):
         return frozenset(UUID(order_id) for order_id in self._credited_orders)
 
     @property
+    def reversed_orders(self) -> frozenset[UUID]:
+        return frozenset(UUID(order_id) for order_id in self._reversals)
+
+    @property
+    def _reversals(self) -> list[str]:
+        """str(order id) of each order whose credits were taken back (absent from the
+        snapshots of ledgers that had none)."""
+        return self.__dict__.setdefault("_reversed_orders", [])
+
+    @property
     def reserved_total(self) -> int:
         return sum(self._holds.values())
 
@@ -140,6 +184,13 @@ class CreditLedger(Aggregate):
     ) -> None:
         self.balance = balance
         del self._holds[str(video_id)]
+
+    @event(Reversed)
+    def _reversed(
+        self, user_id: UUID, order_id: UUID, amount: int, balance: int, timestamp: datetime
+    ) -> None:
+        self.balance = balance
+        self._reversals.append(str(order_id))
 
     @event(Settled)
     def _settled(self, user_id: UUID, video_id: UUID, timestamp: datetime) -> None:

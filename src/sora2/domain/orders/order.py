@@ -1,6 +1,14 @@
-"""An order to buy credits: created PENDING, then paid exactly once (or failed/cancelled)."""
+"""An order to buy credits: created PENDING, then paid exactly once (or failed/cancelled).
 
-from datetime import datetime
+    PENDING ─pay→ PAID ─refund→ REFUNDED
+       ├─cancel / expire→ CANCELLED (a payment arriving later is returned, never credited)
+       └─the provider's final failure→ FAILED
+
+Every transition is an event; each public method refuses (Conflict) from a state it
+cannot leave, so a repeated command records nothing.
+"""
+
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -11,6 +19,7 @@ from sora2.domain.text import check_text, scrub_text
 
 PAYMENT_METHODS = ("ALIPAY", "WECHAT", "STRIPE")
 MAX_CREDITS_PER_ORDER = 1_000_000
+MAX_REASON_LENGTH = 500
 
 
 class Order(Aggregate):
@@ -27,7 +36,24 @@ class Order(Aggregate):
         reason: str
 
     class Cancelled(Aggregate.Event):
-        pass
+        """The user cancelled the unpaid order."""
+
+    class Expired(Aggregate.Event):
+        """Nobody paid the order in time (ORDER_EXPIRES_IN): it is CANCELLED."""
+
+        reason: str
+
+    class PaymentReturned(Aggregate.Event):
+        """A payment for the CANCELLED order arrived anyway and was refunded at the provider."""
+
+        provider_reference: str
+
+    class Refunded(Aggregate.Event):
+        """The payment went back to the payer; the ledger takes the credits back with it."""
+
+        credits: int
+        admin_id: UUID | None  # None: not an admin's decision
+        reason: str
 
     @event(Created)
     def __init__(
@@ -46,6 +72,7 @@ class Order(Aggregate):
         self.status = "PENDING"
         self.paid_at: datetime | None = None
         self.provider_reference: str | None = None
+        self.returned_payments: list[str] = []  # references of payments sent back
 
     @classmethod
     def place(
@@ -90,6 +117,36 @@ class Order(Aggregate):
             raise Conflict(f"a {self.status} order cannot be cancelled")
         self._cancelled(timestamp)
 
+    def is_due(self, expires_in: timedelta, now: datetime) -> bool:
+        """Unpaid for longer than `expires_in`."""
+        return self.status == "PENDING" and self.created_on + expires_in <= now
+
+    def expire(self, expires_in: timedelta, timestamp: datetime) -> None:
+        if self.status != "PENDING":
+            raise Conflict(f"a {self.status} order cannot expire")
+        if not self.is_due(expires_in, timestamp):
+            raise Conflict("this order has not expired yet")
+        self._expired(f"not paid within {_duration(expires_in)}", timestamp)
+
+    def return_payment(self, provider_reference: str, timestamp: datetime) -> None:
+        """Record that a payment for this cancelled order was refunded at the provider."""
+        if self.status != "CANCELLED":
+            raise Conflict(f"a payment for a {self.status} order is not returned")
+        reference = check_text(provider_reference, "providerReference")
+        if reference in self.returned_payments:
+            raise Conflict("this payment has already been returned")
+        self._payment_returned(reference, timestamp)
+
+    def refund(self, admin_id: UUID | None, reason: str | None, timestamp: datetime) -> None:
+        if self.status == "REFUNDED":
+            raise Conflict("this order is already refunded")
+        if self.status != "PAID":
+            raise Conflict(f"a {self.status} order cannot be refunded")
+        text = check_text(reason, "reason", multiline=True).strip() if reason else ""
+        if len(text) > MAX_REASON_LENGTH:
+            raise InvalidInput(f"reason: at most {MAX_REASON_LENGTH} characters")
+        self._refunded(self.credits, admin_id, text or "refunded", timestamp)
+
     @event(Paid)
     def _paid(self, provider_reference: str, timestamp: datetime) -> None:
         self.status = "PAID"
@@ -103,3 +160,25 @@ class Order(Aggregate):
     @event(Cancelled)
     def _cancelled(self, timestamp: datetime) -> None:
         self.status = "CANCELLED"
+
+    @event(Expired)
+    def _expired(self, reason: str, timestamp: datetime) -> None:
+        self.status = "CANCELLED"
+
+    @event(PaymentReturned)
+    def _payment_returned(self, provider_reference: str, timestamp: datetime) -> None:
+        self.returned_payments.append(provider_reference)
+
+    @event(Refunded)
+    def _refunded(
+        self, credits: int, admin_id: UUID | None, reason: str, timestamp: datetime
+    ) -> None:
+        self.status = "REFUNDED"
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -47,7 +47,9 @@ class CreditsController(Controller):
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
-        type: FromQuery[Literal["RECHARGE", "CONSUME", "REFUND", "REWARD"] | None] = None,
+        type: FromQuery[
+            Literal["RECHARGE", "CONSUME", "REFUND", "REWARD", "REVERSAL"] | None
+        ] = None,
     ) -> schemas.CreditPage:
         result = sora2.credits.transactions(user.id, type, page, limit)
         return schemas.CreditPage(

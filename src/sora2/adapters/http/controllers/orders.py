@@ -90,3 +90,24 @@ class OrdersController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:
         return presenters.payment(sora2.orders.pay(user.id, order_id))
+
+    @post(
+        "/{order_id:uuid}/cancel",
+        status_code=200,
+        sync_to_thread=True,
+        responses=documented(400, 401, 404, 409, 429),
+        summary="Cancel a PENDING order (→ CANCELLED)",
+        description=(
+            "Only an unpaid (PENDING) order can be cancelled; any other state answers 409. "
+            "A payment that still reaches the provider for a cancelled order is refunded "
+            "there and never credited. Unpaid orders also expire by themselves after "
+            "`ORDER_EXPIRES_IN` (default 30 minutes)."
+        ),
+    )
+    def cancel(
+        self,
+        order_id: FromPath[UUID],
+        user: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+    ) -> schemas.Order:
+        return presenters.order(sora2.orders.cancel(user.id, order_id))

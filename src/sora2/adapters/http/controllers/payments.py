@@ -29,6 +29,7 @@ from sora2.domain.text import is_clean_text
 log = logging.getLogger("sora2.payments")
 
 PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+FAILED_EVENTS = ("checkout.session.async_payment_failed",)  # the bank said no, for good
 
 StripeSignature = Annotated[
     str,
@@ -87,7 +88,10 @@ class PaymentsController(Controller):
             "raw body with the endpoint's secret within 5 minutes, else 400. "
             "`checkout.session.completed` (or `async_payment_succeeded`) with "
             "`payment_status: paid` marks the order in `metadata.order_id` PAID and adds its "
-            "credits exactly once, however often Stripe delivers it. Every other verified "
+            "credits exactly once, however often Stripe delivers it; a payment for a "
+            "CANCELLED order is refunded at Stripe instead, never credited. "
+            "`checkout.session.async_payment_failed` marks a PENDING order FAILED. "
+            "Every other verified "
             "event, and an unknown order, answers 200 so that Stripe stops retrying. "
             "404 when Stripe is not configured on this server."
         ),
@@ -105,6 +109,8 @@ class PaymentsController(Controller):
             raise InvalidInput(f"webhook rejected: {e.reason}") from None
         if event["type"] in PAID_EVENTS:
             _credit_paid_session(sora2, event)
+        elif event["type"] in FAILED_EVENTS:
+            _fail_session(sora2, event)
         else:
             log.debug("ignored Stripe event %s (%s)", event.get("id"), event["type"])
         return WebhookReceipt(received=True)
@@ -145,7 +151,7 @@ def _credit_paid_session(sora2: Sora2, event: dict[str, Any]) -> None:
     except NotFound:
         log.warning("Stripe session %s was paid for unknown order %s", session_id, order_id)
         return
-    except Conflict as e:  # e.g. cancelled here, paid there: the money needs a human
+    except Conflict as e:  # e.g. failed here, paid there: the money needs a human
         log.error(
             "Stripe session %s was paid but order %s was not credited (%s): refund or reconcile it",
             session_id,
@@ -157,7 +163,9 @@ def _credit_paid_session(sora2: Sora2, event: dict[str, Any]) -> None:
         log.info("order %s paid through Stripe session %s", order_id, session_id)
         return
     order = sora2.log.find(Order, order_id)
-    if order is not None and order.provider_reference != session_id:  # charged twice
+    if order is not None and order.status == "CANCELLED":
+        log.info("Stripe session %s paid cancelled order %s: refunded", session_id, order_id)
+    elif order is not None and order.provider_reference != session_id:  # charged twice
         log.error(
             "order %s was already paid through %s; Stripe session %s was paid too: refund it",
             order_id,
@@ -166,6 +174,17 @@ def _credit_paid_session(sora2: Sora2, event: dict[str, Any]) -> None:
         )
     else:
         log.info("order %s was already paid; Stripe session %s redelivered", order_id, session_id)
+
+
+def _fail_session(sora2: Sora2, event: dict[str, Any]) -> None:
+    data = event.get("data")
+    session = data.get("object") if isinstance(data, dict) else None
+    order_id = _order_id(session) if isinstance(session, dict) else None
+    if order_id is None or sora2.log.find(Order, order_id) is None:
+        log.warning("Stripe event %s: a failed payment for no order of ours", event.get("id"))
+        return
+    if sora2.orders.fail_payment(order_id, "the payment failed at Stripe"):
+        log.info("order %s failed: its Stripe payment did not go through", order_id)
 
 
 def _pays_for(session: dict[str, Any], order: Order, stripe: StripePayments) -> bool:
