@@ -175,6 +175,8 @@ class Orders:
         try:
             position, order = retry_on_conflict(save)
         except Conflict as refused:  # spent (or refunded) between the check and the save
+            if self.log.load(Order, order_id, "order").status == "REFUNDED":
+                raise  # a rival's refund of the same payment won (one refund at the provider)
             log.error(
                 "order %s was refunded at the provider but not recorded (%s): reconcile it",
                 order_id,
