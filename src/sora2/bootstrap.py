@@ -25,6 +25,7 @@ from sora2.application.credits import Credits
 from sora2.application.event_log import EventLog
 from sora2.application.order_expiry import OrderExpiry
 from sora2.application.orders import Orders
+from sora2.application.payment_notices import PaymentNotices
 from sora2.application.ports import (
     BlobStorage,
     Clock,
@@ -63,6 +64,7 @@ class Sora2:
     board: JobBoard
     accounts: Accounts
     orders: Orders
+    payment_notices: PaymentNotices
     credits: Credits
     storage: BlobStorage
     tokens: TokenSigner
@@ -186,6 +188,7 @@ def bootstrap(
         board=board,
         accounts=accounts,
         orders=orders,
+        payment_notices=PaymentNotices(event_log, orders),
         credits=credits,
         storage=storage,
         tokens=tokens,
@@ -302,9 +305,11 @@ def _relay_lane(settings: Settings, event_log: EventLog, extras: dict[str, Any])
 
 
 def _payments(settings: Settings, extras: dict[str, Any], event_log: EventLog) -> PaymentProvider:
-    """One provider per method; Stripe when its keys are set (its webhook finds it in
-    `extras`), the sandbox for the rest where allowed. Refunds and queries go to the
-    provider of the method the order was placed with."""
+    """One provider per method: Stripe, Alipay, WeChat Pay, each when its settings are all
+    set (their webhook and notify endpoints find them in `extras`); the sandbox for the rest
+    where allowed. Refunds and queries go to the provider of the method the order was
+    placed with. Settings.from_env already refused half-set providers and unreadable keys."""
+    from sora2.adapters.payments.keys import load_private_key, load_public_key
     from sora2.adapters.payments.router import PaymentRouter
     from sora2.domain.orders.order import Order
 
@@ -323,6 +328,32 @@ def _payments(settings: Settings, extras: dict[str, Any], event_log: EventLog) -
             cancel_url=orders_page,
             api_base=settings.stripe_api_base,
             currency=settings.stripe_currency,
+        )
+    if settings.alipay_configured:
+        from sora2.adapters.payments.alipay import AlipayPayments
+
+        extras["alipay"] = providers["ALIPAY"] = AlipayPayments(
+            settings.alipay_app_id or "",
+            load_private_key(settings.alipay_private_key or "", "ALIPAY_PRIVATE_KEY"),
+            load_public_key(settings.alipay_public_key or "", "ALIPAY_PUBLIC_KEY"),
+            notify_url=f"{settings.public_url}/api/payments/alipay/notify",
+            gateway=settings.alipay_gateway,
+        )
+    if settings.wechat_configured:
+        from sora2.adapters.payments.wechat import WechatPayments
+
+        extras["wechat"] = providers["WECHAT"] = WechatPayments(
+            mch_id=settings.wechat_mch_id or "",
+            app_id=settings.wechat_app_id or "",
+            api_v3_key=settings.wechat_api_v3_key or "",
+            private_key=load_private_key(settings.wechat_private_key or "", "WECHAT_PRIVATE_KEY"),
+            cert_serial=settings.wechat_cert_serial or "",
+            platform_public_key=load_public_key(
+                settings.wechat_platform_public_key or "", "WECHAT_PLATFORM_PUBLIC_KEY"
+            ),
+            platform_key_id=settings.wechat_platform_key_id or "",
+            notify_url=f"{settings.public_url}/api/payments/wechat/notify",
+            api_base=settings.wechat_api_base,
         )
     return PaymentRouter(
         providers, SandboxPayments() if settings.payments_sandbox else None, method_of

@@ -162,6 +162,18 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str | None = Field(None, **SECRET)
     stripe_api_base: str = "https://api.stripe.com"
     stripe_currency: str = "usd"
+    alipay_app_id: str | None = None
+    alipay_private_key: str | None = Field(None, **SECRET)  # PEM text or a file
+    alipay_public_key: str | None = Field(None, repr=False)  # Alipay's, not ours
+    alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
+    wechat_mch_id: str | None = None
+    wechat_app_id: str | None = None
+    wechat_api_v3_key: str | None = Field(None, **SECRET)
+    wechat_private_key: str | None = Field(None, **SECRET)  # PEM text or a file
+    wechat_cert_serial: str | None = None
+    wechat_platform_public_key: str | None = Field(None, repr=False)
+    wechat_platform_key_id: str | None = None  # PUB_KEY_ID_…
+    wechat_api_base: str = "https://api.mch.weixin.qq.com"
 
     @field_validator("node_env", mode="before")
     @classmethod
@@ -170,7 +182,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(NODE_ENVS)} (any case)")
         return _lower(value)
 
-    @field_validator("frontend_url", "public_url", "stripe_api_base")
+    @field_validator("frontend_url", "public_url", "stripe_api_base", "wechat_api_base")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -239,7 +251,73 @@ class Settings(BaseSettings):
         if self.production and "payments_sandbox" not in given:
             derived["payments_sandbox"] = False
         settings = self.model_copy(update=derived) if derived else self
+        settings.check_payment_providers()
         return settings.with_secrets()
+
+    @property
+    def alipay_configured(self) -> bool:
+        return all(value for _, value in self._alipay())
+
+    @property
+    def wechat_configured(self) -> bool:
+        return all(value for _, value in self._wechat())
+
+    def _alipay(self) -> list[tuple[str, str | None]]:
+        return [
+            ("ALIPAY_APP_ID", self.alipay_app_id),
+            ("ALIPAY_PRIVATE_KEY", self.alipay_private_key),
+            ("ALIPAY_PUBLIC_KEY", self.alipay_public_key),
+        ]
+
+    def _wechat(self) -> list[tuple[str, str | None]]:
+        return [
+            ("WECHAT_MCH_ID", self.wechat_mch_id),
+            ("WECHAT_APP_ID", self.wechat_app_id),
+            ("WECHAT_API_V3_KEY", self.wechat_api_v3_key),
+            ("WECHAT_PRIVATE_KEY", self.wechat_private_key),
+            ("WECHAT_CERT_SERIAL", self.wechat_cert_serial),
+            ("WECHAT_PLATFORM_PUBLIC_KEY", self.wechat_platform_public_key),
+            ("WECHAT_PLATFORM_KEY_ID", self.wechat_platform_key_id),
+        ]
+
+    def check_payment_providers(self) -> None:
+        """A provider is on when all its settings are set and off when none are; anything
+        between, or a key that cannot work, stops start-up here rather than failing the
+        first customer's payment."""
+        from sora2.adapters.payments.keys import load_private_key, load_public_key
+
+        for provider, group in (("Alipay", self._alipay()), ("WeChat Pay", self._wechat())):
+            missing = [name for name, value in group if not value]
+            if missing and len(missing) < len(group):
+                raise ConfigError(
+                    f"{provider} is half configured: {', '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} missing (set all of "
+                    f"{', '.join(name for name, _ in group)}, or none)"
+                )
+        keys = []
+        if self.alipay_configured:
+            _url(self.alipay_gateway, "ALIPAY_GATEWAY", path_allowed=True)
+            keys += [
+                (load_private_key, self.alipay_private_key, "ALIPAY_PRIVATE_KEY"),
+                (load_public_key, self.alipay_public_key, "ALIPAY_PUBLIC_KEY"),
+            ]
+        if self.wechat_configured:
+            _url(self.wechat_api_base, "WECHAT_API_BASE", path_allowed=False)
+            v3_key = self.wechat_api_v3_key or ""
+            if len(v3_key) != 32 or not v3_key.isascii() or not v3_key.isprintable():
+                raise ConfigError(
+                    "WECHAT_API_V3_KEY must be the 32 ASCII characters set in the merchant "
+                    f"platform (APIv3 key), not {len(v3_key)} characters"
+                )
+            keys += [
+                (load_private_key, self.wechat_private_key, "WECHAT_PRIVATE_KEY"),
+                (load_public_key, self.wechat_platform_public_key, "WECHAT_PLATFORM_PUBLIC_KEY"),
+            ]
+        for load, value, name in keys:
+            try:
+                load(value or "", name)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
     def with_secrets(self) -> Settings:
         """Check the secrets and production's rules; in development, fill missing or weak
@@ -291,6 +369,16 @@ class Settings(BaseSettings):
                 "jwt_refresh_secret": generated["JWT_REFRESH_SECRET"],
             }
         )
+
+
+def _url(text: str, name: str, path_allowed: bool) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, not {text!r}")
+    if not path_allowed and parts.path not in ("", "/"):
+        raise ConfigError(f"{name} must be a base URL without a path, not {text!r}")
 
 
 def env_names() -> dict[str, str]:

@@ -80,7 +80,11 @@ class Orders:
         if order.is_due(self.expires_in, self.clock.now()):  # the sweep cancels it soon
             raise Conflict("this order has expired; place a new one")
         instructions = self.payments.start_payment(
-            order.id, order.amount, order.credits, order.payment_method
+            order.id,
+            order.amount,
+            order.credits,
+            order.payment_method,
+            order.created_on + self.expires_in,  # the same deadline on every retry
         )
         if instructions.paid:  # the provider settled at once (sandbox)
             self.confirm_payment(order.id, instructions.provider_reference or "")

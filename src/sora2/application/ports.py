@@ -112,18 +112,28 @@ class Mailer(Protocol):
 
 @dataclass(frozen=True)
 class PaymentInstructions:
-    """What the client does next: nothing (paid at once) or follow `redirect_url`."""
+    """What the client does next: nothing (paid at once), follow `redirect_url`, or show
+    `qr_code` (Alipay's QR link, WeChat's `weixin://` code_url) to scan before `expires_at`."""
 
     provider: str
     paid: bool
     redirect_url: str | None = None
     provider_reference: str | None = None
+    qr_code: str | None = None
+    expires_at: datetime | None = None
 
 
 class PaymentProvider(Protocol):
     def start_payment(
-        self, order_id: UUID, amount: str, credits: int, method: str
-    ) -> PaymentInstructions: ...
+        self,
+        order_id: UUID,
+        amount: str,
+        credits: int,
+        method: str,
+        expires_at: datetime | None = None,
+    ) -> PaymentInstructions:
+        """Ask the provider to take `amount` for the order; a provider that can should stop
+        taking it at `expires_at` (the order's deadline), and say so in the answer."""
 
     def refund(self, order_id: UUID, amount: str, provider_reference: str | None) -> None:
         """Give the order's whole payment (`amount`) back to the payer; `provider_reference`

@@ -21,6 +21,7 @@ from sora2.adapters.http.controllers.auth import AuthController
 from sora2.adapters.http.controllers.credits import CreditsController
 from sora2.adapters.http.controllers.health import HealthController
 from sora2.adapters.http.controllers.orders import OrdersController
+from sora2.adapters.http.controllers.payment_notifies import PaymentNotifiesController
 from sora2.adapters.http.controllers.payments import PaymentsController
 from sora2.adapters.http.controllers.public import PublicController
 from sora2.adapters.http.controllers.users import UsersController
@@ -74,6 +75,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         VideosController,
         PublicController,
         PaymentsController,
+        PaymentNotifiesController,
         *(controllers or []),
         openapi_json,
     ]

@@ -79,4 +79,6 @@ def page_fields(page: Page[Any]) -> dict[str, int]:
 
 def payment(outcome: PaymentOutcome) -> schemas.Payment:
     i = outcome.instructions
-    return schemas.Payment(order(outcome.order), i.provider, i.paid, i.redirect_url)
+    return schemas.Payment(
+        order(outcome.order), i.provider, i.paid, i.redirect_url, i.qr_code, i.expires_at
+    )

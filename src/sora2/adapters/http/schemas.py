@@ -178,12 +178,32 @@ class OrderPage(Body):
 
 
 class Payment(Body):
-    """What paying an order did: the order as it is now, and the provider's next step."""
+    """What paying an order did: the order as it is now, and the provider's next step.
+
+    sandbox: `paid` true, nothing to do. stripe: open `redirectUrl` (Stripe Checkout).
+    alipay: show `qrCode` (an `https://qr.alipay.com/…` link) as a QR code for the Alipay
+    app. wechat: show `qrCode` (WeChat Pay's `weixin://wxpay/bizpayurl?pr=…` code_url) as a
+    QR code for WeChat. Scan before `expiresAt`; the order turns PAID once the provider
+    confirms, so poll `GET /api/orders/{id}` until then.
+    """
 
     order: Order
-    provider: str
-    paid: bool
-    redirect_url: str | None = None
+    provider: Annotated[
+        Literal["sandbox", "stripe", "alipay", "wechat"],
+        Meta(description="who takes the payment"),
+    ]
+    paid: Annotated[bool, Meta(description="true when the credits were added already")]
+    redirect_url: Annotated[
+        str | None, Meta(description="stripe: the hosted payment page to send the user to")
+    ] = None
+    qr_code: Annotated[
+        str | None,
+        Meta(description="alipay, wechat: the text to render as a QR code for the user to scan"),
+    ] = None
+    expires_at: Annotated[
+        datetime | None,
+        Meta(description="alipay, wechat: the provider stops taking this payment then"),
+    ] = None
 
 
 # --- videos -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Refunds and queries name only the order, so `method_of` tells which method it wa
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from uuid import UUID
 
 from sora2.application.ports import PaymentInstructions, PaymentProvider
@@ -26,9 +27,15 @@ class PaymentRouter:
         self.method_of = method_of
 
     def start_payment(
-        self, order_id: UUID, amount: str, credits: int, method: str
+        self,
+        order_id: UUID,
+        amount: str,
+        credits: int,
+        method: str,
+        expires_at: datetime | None = None,
     ) -> PaymentInstructions:
-        return self._provider(method).start_payment(order_id, amount, credits, method)
+        provider = self._provider(method)
+        return provider.start_payment(order_id, amount, credits, method, expires_at)
 
     def refund(self, order_id: UUID, amount: str, provider_reference: str | None) -> None:
         self._provider(self._method(order_id)).refund(order_id, amount, provider_reference)

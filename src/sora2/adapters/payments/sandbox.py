@@ -1,5 +1,6 @@
 """The development payment provider: every payment succeeds at once."""
 
+from datetime import datetime
 from uuid import UUID
 
 from sora2.application.ports import PaymentInstructions
@@ -7,7 +8,12 @@ from sora2.application.ports import PaymentInstructions
 
 class SandboxPayments:
     def start_payment(
-        self, order_id: UUID, amount: str, credits: int, method: str
+        self,
+        order_id: UUID,
+        amount: str,
+        credits: int,
+        method: str,
+        expires_at: datetime | None = None,
     ) -> PaymentInstructions:
         return PaymentInstructions(
             provider="sandbox", paid=True, provider_reference=f"sandbox-{order_id}"

@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import time
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
@@ -150,7 +151,12 @@ class StripePayments:
     # --- PaymentProvider --------------------------------------------------------------
 
     def start_payment(
-        self, order_id: UUID, amount: str, credits: int, method: str
+        self,
+        order_id: UUID,
+        amount: str,
+        credits: int,
+        method: str,
+        expires_at: datetime | None = None,  # Checkout Sessions keep Stripe's own 24 hours
     ) -> PaymentInstructions:
         try:
             unit_amount = minor_units(amount, self.currency)

@@ -11,6 +11,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.payment_answers import payment_answers
 from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
@@ -60,7 +61,7 @@ class CreditsController(Controller):
         "/recharge",
         status_code=201,
         sync_to_thread=True,
-        responses=documented(400, 401, 409, 429, 503),
+        responses={**payment_answers(201), **documented(400, 401, 409, 429, 503)},
         summary="Buy credits: places an order and pays it through the provider",
         description="With the sandbox provider the order is paid and credited at once.",
     )

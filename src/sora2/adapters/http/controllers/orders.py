@@ -13,6 +13,7 @@ from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.payment_answers import payment_answers
 from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
@@ -78,7 +79,7 @@ class OrdersController(Controller):
         "/{order_id:uuid}/pay",
         status_code=200,
         sync_to_thread=True,
-        responses=documented(400, 401, 404, 409, 429, 503),
+        responses={**payment_answers(200), **documented(400, 401, 404, 409, 429, 503)},
         summary="Pay the order: the PAID order (sandbox) or the provider's next step",
         description="Credits are added exactly once, however often payment is confirmed.",
     )
