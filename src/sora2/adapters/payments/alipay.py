@@ -129,7 +129,8 @@ class AlipayPayments:
             "total_amount": self._yuan(order_id, amount),
             "subject": f"{credits} Sora2 credit{'' if credits == 1 else 's'}",
         }
-        if expires_at is not None:  # Alipay closes the trade then: no payment after it
+        if expires_at is not None:  # Alipay closes the trade then (to the second)
+            expires_at = expires_at.replace(microsecond=0)
             biz["time_expire"] = _beijing(expires_at)
         answer = self._call("alipay.trade.precreate", biz, notify=True)
         qr_code = answer.body.get("qr_code")

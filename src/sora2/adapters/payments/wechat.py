@@ -146,7 +146,8 @@ class WechatPayments:
             "notify_url": self.notify_url,
             "amount": {"total": self._fen(order_id, amount), "currency": "CNY"},
         }
-        if expires_at is not None:  # WeChat refuses payment after it
+        if expires_at is not None:  # WeChat refuses payment after it (to the second)
+            expires_at = expires_at.replace(microsecond=0)
             order["time_expire"] = expires_at.astimezone(CHINA).isoformat(timespec="seconds")
         status, answer = self._call("POST", "/v3/pay/transactions/native", order)
         code_url = answer.get("code_url")
