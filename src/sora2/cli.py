@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="HTTP processes sharing the port (each follows the log itself; queries then wait "
-        "for the log's head, so a write through one is seen through every other)",
+        default=None,
+        help="HTTP processes sharing the port (default WEB_CONCURRENCY or the machine's "
+        "cores; each follows the log itself and its queries wait for the log's head, so a "
+        "write through one is seen through every other)",
     )
     commands.add_parser(
         "worker", help="render video jobs from the log (with VIDEO_JOBS=off in the API processes)"
@@ -45,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         host, port = args.host or settings.host, args.port or settings.port
-        return serve_api(settings, host, port, max(1, args.workers))
+        try:
+            workers = args.workers or default_workers()
+        except ConfigError as error:
+            print(f"sora2: configuration error: {error}", file=sys.stderr)
+            return 2
+        return serve_api(settings, host, port, max(1, workers))
     if args.command == "ledger":
         return ledger(args, settings)
     if args.command == "worker":
@@ -53,6 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "views":
         return views(args, settings)
     return 1
+
+
+def default_workers() -> int:
+    """WEB_CONCURRENCY (the usual name among Python servers), else one per core."""
+    value = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if not value:
+        return _cores()
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"WEB_CONCURRENCY must be a whole number of processes, not {value!r}")
+    return int(value)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def worker(settings: Settings) -> int:
@@ -114,6 +135,7 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
             host=host,
             port=port,
             log_level="info",
+            access_log=False,
             proxy_headers=False,
             http=HTTP_PARSER,
             server_header=False,  # no banner naming the server software
@@ -130,6 +152,7 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
             host=host,
             port=port,
             log_level="info",
+            access_log=False,
             proxy_headers=False,
             http=HTTP_PARSER,
             server_header=False,  # no banner naming the server software

@@ -1,5 +1,6 @@
-"""`sora2 serve --workers 2` as operators run it: two HTTP processes on one port, and a
-client whose requests land on either still reads its own writes every time."""
+"""`sora2 serve` as operators run it: one HTTP process per core by default (or
+`--workers N`) on one port, and a client whose requests land on any of them still reads its
+own writes every time, on PostgreSQL and on the embedded SQLite file."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from tests.support.backends import POSTGRES_URL, base_env
 from tests.support.server import free_port
 
 SORA2 = Path(sys.executable).with_name("sora2")
-pytestmark = pytest.mark.postgres
 
 
 def children(pid: int) -> list[int]:
@@ -24,15 +24,28 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def test_two_processes_serve_and_every_request_reads_its_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "workers"),
+    [
+        pytest.param("postgres", ["--workers", "2"], marks=pytest.mark.postgres),
+        pytest.param("sqlite", [], id="sqlite-default-workers"),
+    ],
+)
+def test_several_processes_serve_and_every_request_reads_its_writes(
+    tmp_path: Path, backend: str, workers: list[str]
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     schema = f"t_workers_{os.getpid()}_{port}"
-    env = {**os.environ, **base_env(tmp_path, PUBLIC_URL=base)}
-    env.update(DATABASE_URL=POSTGRES_URL, POSTGRES_SCHEMA=schema, VIDEO_JOBS="off")
+    env = {**os.environ, **base_env(tmp_path, PUBLIC_URL=base), "VIDEO_JOBS": "off"}
+    env.pop("WEB_CONCURRENCY", None)
+    if backend == "postgres":
+        env.update(DATABASE_URL=POSTGRES_URL, POSTGRES_SCHEMA=schema)
+    expected = 2 if workers else len(os.sched_getaffinity(0))  # the default: one per core
+    expected = expected if expected > 1 else 0  # one process: uvicorn forks no worker
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
-        [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(port), *workers],
         env=env,
         cwd=tmp_path,
         stdout=log,
@@ -49,7 +62,8 @@ def test_two_processes_serve_and_every_request_reads_its_writes(tmp_path: Path) 
                 pass
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
-        assert len(children(server.pid)) >= 2  # two worker processes (and uvicorn's parent)
+        # the worker processes (under uvicorn's parent), each serving once started
+        assert len(children(server.pid)) >= expected
 
         def fresh() -> httpx.Client:  # a new connection each time: either process answers
             return httpx.Client(base_url=base, trust_env=False, timeout=30)
@@ -87,7 +101,8 @@ def test_two_processes_serve_and_every_request_reads_its_writes(tmp_path: Path) 
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
-        subprocess.run(
-            ["psql", POSTGRES_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
-            capture_output=True,
-        )
+        if backend == "postgres":
+            subprocess.run(
+                ["psql", POSTGRES_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+                capture_output=True,
+            )

@@ -64,7 +64,17 @@ class Server:
         self.starts += 1
         log = open(self.folder / f"server-{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            # one process, so kill -9 ends the whole server (its jobs are what is tested)
+            [
+                str(SORA2),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
             env=self.env,
             cwd=self.folder,  # no stray .env from the repository
             stdout=log,

@@ -58,6 +58,22 @@ async def openapi_json(request: Request) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
+def request_scope(sora2: Sora2) -> Any:
+    """Each request in a consistency scope of its own: it reads the log's head once."""
+
+    def wrap(app: Any) -> Any:
+        async def middleware(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            with sora2.seen.request():
+                await app(scope, receive, send)
+
+        return middleware
+
+    return wrap
+
+
 # Handlers block on the database; the loop's default executor has cpu+4 threads, too few to
 # keep a queue of saves (each waits for the event table's lock) and reads in flight at once.
 HANDLER_THREADS = 64
@@ -101,6 +117,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
             ],
         ),
         middleware=[
+            *([request_scope(sora2)] if sora2.seen.follows_head else []),
             *([RateLimitMiddleware(sora2)] if settings.rate_limit_enabled else []),
             JsonDepthMiddleware(),
             IdempotencyMiddleware(sora2),

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from sora2.adapters.http.auth import signed_in_user
 from sora2.adapters.http.errors import error_body
 
 Scope = dict[str, Any]
@@ -125,14 +126,7 @@ class RateLimitMiddleware:
 
 def user_of(scope: Scope, sora2: Any) -> str | None:
     """The user id in a valid Bearer token, or None."""
-    header = next((v.decode() for k, v in scope.get("headers", []) if k == b"authorization"), "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    try:
-        return str(sora2.tokens.read_access(token.strip()).user_id)
-    except Exception:
-        return None
+    return signed_in_user(scope, sora2.tokens)
 
 
 async def _too_many(send: Any, headers: list[tuple[bytes, bytes]], retry_after: int) -> None:

@@ -16,6 +16,9 @@ class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
         super().create_table()
         self.create_read_model_tables()
 
+    def log_head_expression(self, events_table: str) -> str:
+        return f'(SELECT MAX(notification_id) FROM "{self.datastore.schema}"."{events_table}")'
+
     def _params(self, statement: str) -> str:
         return pyformat(statement)
 

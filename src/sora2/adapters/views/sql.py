@@ -342,15 +342,33 @@ class SqlReadModels(ReadModelView):
             "FROM {p}rm_users u LEFT JOIN {p}rm_sessions s ON s.id = :s WHERE u.id = :u",
             {"u": user_id, "s": session_id},
         )
-        if not rows:
-            return None
-        row = rows[0]
-        ended, owner = row["session_ended"], row["session_user"]
-        return Access(
-            UserRow(**_decode(row, USER_COLUMNS)),
-            None if ended is None else bool(ended),
-            UUID(owner) if owner else None,
+        return _access(rows[0]) if rows else None
+
+    def follow_log(self, events_table: str, position_name: str) -> None:
+        """Let `access_at_head` read the head of the log in `events_table` and the position
+        of `position_name` (the read-model lane) with the row."""
+        self._at_head = (
+            "SELECT f.head AS head, f.position AS position, "
+            + ", ".join(f"u.{c} AS {c}" for c in USER_COLUMNS)
+            + ", s.ended AS session_ended, s.user_id AS session_user FROM (SELECT "
+            f"{self.log_head_expression(events_table)} AS head, (SELECT position FROM "
+            "{p}processor_positions WHERE name = :name) AS position) f "
+            "LEFT JOIN {p}rm_users u ON u.id = :u LEFT JOIN {p}rm_sessions s ON s.id = :s"
         )
+        self._position_name = position_name
+
+    def log_head_expression(self, events_table: str) -> str:
+        """A subquery giving the log's last position (the database's own spelling)."""
+        raise NotImplementedError
+
+    def access_at_head(
+        self, user_id: UUID, session_id: UUID
+    ) -> tuple[Access | None, int, int | None]:
+        row = self._rows(
+            self._at_head, {"u": user_id, "s": session_id, "name": self._position_name}
+        )[0]
+        position = None if row["position"] is None else int(row["position"])
+        return (_access(row) if row["id"] else None), int(row["head"] or 0), position
 
     def balance_of(self, user_id: UUID) -> int:
         rows = self._rows("SELECT balance FROM {p}rm_balances WHERE user_id = :u", {"u": user_id})
@@ -456,6 +474,15 @@ def encode_params(params: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return {k: encode(v) for k, v in params.items()}
+
+
+def _access(row: Any) -> Access:
+    ended, owner = row["session_ended"], row["session_user"]
+    return Access(
+        UserRow(**_decode(row, USER_COLUMNS)),
+        None if ended is None else bool(ended),
+        UUID(owner) if owner else None,
+    )
 
 
 def _decode(row: Any, columns: tuple[str, ...]) -> dict[str, Any]:

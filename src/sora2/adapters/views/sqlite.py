@@ -9,3 +9,6 @@ class SQLiteReadModels(SqlReadModels, SQLiteTrackingRecorder):
     def create_table(self) -> None:
         super().create_table()
         self.create_read_model_tables()
+
+    def log_head_expression(self, events_table: str) -> str:
+        return f"(SELECT MAX(rowid) FROM {events_table})"

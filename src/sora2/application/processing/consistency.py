@@ -6,13 +6,19 @@ without a running runner (the CLI, tests on a bare container) the command's own 
 projects its events at once instead. Nothing waits
 when the view is already there, and a slow view delays a query, never fails it: after the
 bound the query answers from what the view holds.
+
+Several processes behind one address cannot know each other's commands, so each request
+asks once what the log's head is (together with the access check's own row, see
+`Accounts.authenticate`) and every query of that request waits for that head, not again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from uuid import UUID
 
 from sora2.application.processing.runner import Lane
@@ -21,6 +27,18 @@ log = logging.getLogger("sora2.processing")
 
 WAIT_SECONDS = 5.0
 MAX_MARKS = 100_000
+
+
+class _Request:
+    """What one request knows: the head the read models were seen to hold (None: not yet)."""
+
+    __slots__ = ("covered",)
+
+    def __init__(self) -> None:
+        self.covered: int | None = None
+
+
+_request: ContextVar[_Request | None] = ContextVar("sora2_request", default=None)
 
 
 class ReadYourWrites:
@@ -39,6 +57,38 @@ class ReadYourWrites:
         self._latest = 0  # the last position any command of this process saved at
         self._revocations: dict[UUID, int] = {}  # password changes and resets, by user
         self._lock = threading.Lock()  # guards the dict only, never held while waiting
+
+    @property
+    def follows_head(self) -> bool:
+        """True when queries must wait for the log's head (several processes serve)."""
+        return self.head is not None
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """One request's scope: the head it found covered is remembered until it ends, so
+        its queries wait for it once. Threads the request hands work to share it."""
+        token = _request.set(_Request())
+        try:
+            yield
+        finally:
+            _request.reset(token)
+
+    def covered(self, head: int, position: int | None) -> bool:
+        """The access check read the log's head and the read models' position together:
+        True if they held it (remembered for this request); else wait for it, and False
+        (the row read with them may be older than the head: read it again)."""
+        if position is not None and position >= head:
+            self._cover(head)
+            return True
+        if self.lane.wait_for(head, self.wait_seconds):
+            self._cover(head)
+        else:
+            log.warning("read models are behind position %s; answering from them", head)
+        return False
+
+    def _cover(self, head: int) -> None:
+        if (current := _request.get()) is not None:
+            current.covered = max(head, current.covered or 0)
 
     def note(self, user_id: UUID, position: int | None, revokes: bool = False) -> None:
         """The user's command was saved at `position`; `revokes`: it ended sessions, which
@@ -68,7 +118,7 @@ class ReadYourWrites:
 
     def _wait_mark(self, marks: dict[UUID, int], user_id: UUID) -> None:
         if self.head is not None:
-            return self.wait_for(self.head())
+            return self._wait_head(marks.get(user_id))
         target = marks.get(user_id)
         if target is None:
             return
@@ -82,7 +132,22 @@ class ReadYourWrites:
     def wait_latest(self) -> None:
         """Wait for every command this process saved (a query that belongs to no user, such
         as a public share link, which must die the moment its owner revokes it)."""
-        self.wait_for(self.head() if self.head is not None else self._latest or None)
+        if self.head is not None:
+            return self._wait_head(self._latest or None)
+        self.wait_for(self._latest or None)
+
+    def _wait_head(self, own: int | None) -> None:
+        """Several processes: wait for the head this request already found covered and for
+        this process's own command `own`; a request that has not looked yet reads the head."""
+        current = _request.get()
+        if current is None or current.covered is None:
+            head = self.head()  # type: ignore[misc]
+            self.wait_for(max(head, own or 0))
+            if current is not None:
+                current.covered = head
+            return
+        if own is not None and own > current.covered:
+            self.wait_for(own)
 
     def wait_for(self, position: int | None) -> None:
         """Wait for a position itself (a query that follows a command of any user)."""

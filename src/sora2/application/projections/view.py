@@ -88,6 +88,13 @@ class ReadModelView(TrackingRecorder, ABC):
         """The user and whether the session ended, in one read; None if no such user."""
 
     @abstractmethod
+    def access_at_head(
+        self, user_id: UUID, session_id: UUID
+    ) -> tuple[Access | None, int, int | None]:
+        """`access`, with the log's head and the read models' position read in the same
+        statement (several processes serve: one round trip says whether the row is fresh)."""
+
+    @abstractmethod
     def add_session(self, session_id: UUID, user_id: UUID, tracking: Tracking) -> None: ...
 
     @abstractmethod

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import CookieParameter, JSONBody
 
 from sora2.adapters.http import presenters, schemas
-from sora2.adapters.http.auth import BEARER_SECURITY, bearer_token
+from sora2.adapters.http.auth import BEARER_SECURITY, access_claims
 from sora2.adapters.http.cookies import REFRESH_COOKIE, cleared_cookie, refresh_cookie
 from sora2.adapters.http.errors import documented
 from sora2.application.accounts import SessionGrant
@@ -80,7 +80,7 @@ class AuthController(Controller):
         sessions: set[UUID] = set()
         refused: NotAuthenticated | None = None
         try:
-            claims = sora2.tokens.read_access(bearer_token(request))
+            claims = access_claims(request.scope, sora2.tokens)
             sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)
             sessions.add(claims.session_id)
         except NotAuthenticated as error:
