@@ -310,17 +310,39 @@ def test_paid_at_stripe_but_cancelled_here_is_refunded_at_stripe(
     assert refund["amount"] == 1000
 
 
-def test_a_second_paid_session_for_a_paid_order_is_logged_for_a_refund(
+def test_a_second_paid_session_for_a_paid_order_is_refunded_at_stripe(
     api: Api, fake: FakeStripe, caplog: pytest.LogCaptureFixture
 ) -> None:
     token, order, session = paid_order(api, fake)
-    other = {**session, "id": f"cs_test_{uuid4().hex}"}  # e.g. opened after the key expired
+    other = fake.open_another(session["id"])  # e.g. opened after the key expired
     with api.client() as stripe_side, api.client(token) as c:
-        assert deliver(stripe_side, checkout_completed(session)).status_code == 200
-        assert deliver(stripe_side, checkout_completed(other)).status_code == 200
+        first = checkout_completed(fake.complete(session["id"]))
+        assert deliver(stripe_side, first).status_code == 200
+        second = checkout_completed(fake.complete(other))
+        for _ in range(2):
+            assert deliver(stripe_side, second).status_code == 200
+        assert deliver(stripe_side, first).status_code == 200  # a redelivery: nothing
         assert balance(c) == 110 and recharges(c) == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any("refund" in m and other["id"] in m for m in errors), errors
+        assert order_status(c, order["id"]) == "PAID"
+    assert fake.refunds_of(session["id"]) == []
+    [refund] = fake.refunds_of(other)
+    assert refund["amount"] == 1000
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("refunded at Stripe" in m and other in m for m in warnings), warnings
+
+
+def test_a_payment_for_a_failed_order_is_refunded_at_stripe(api: Api, fake: FakeStripe) -> None:
+    token, order, session = paid_order(api, fake)
+    with api.client() as stripe_side, api.client(token) as c:
+        failed = checkout_completed(
+            session, payment_status="unpaid", type="checkout.session.async_payment_failed"
+        )
+        assert deliver(stripe_side, failed).status_code == 200
+        assert order_status(c, order["id"]) == "FAILED"
+        paid = checkout_completed(fake.complete(session["id"]))
+        assert deliver(stripe_side, paid).status_code == 200
+        assert order_status(c, order["id"]) == "FAILED" and balance(c) == 10
+    assert len(fake.refunds_of(session["id"])) == 1
 
 
 # --- webhooks that do not prove Stripe sent them ----------------------------------------

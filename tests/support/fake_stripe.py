@@ -89,6 +89,15 @@ class FakeStripe:
             session.update(status="complete", payment_status="paid", payment_intent=intent_id)
             return dict(session)
 
+    def open_another(self, session_id: str) -> str:
+        """A second open session like this one (as after Stripe forgot the first's
+        idempotency key); its id."""
+        with self._lock:
+            other = f"cs_test_{uuid.uuid4().hex}"
+            self.sessions[other] = {**self.sessions[session_id], "id": other}
+            self._intent_metadata[other] = self._intent_metadata.get(session_id, {})
+            return other
+
     def refunds_of(self, session_id: str) -> list[dict[str, Any]]:
         with self._lock:
             intent = self.sessions[session_id].get("payment_intent")

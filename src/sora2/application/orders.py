@@ -4,7 +4,8 @@ Payment confirmation saves the PAID order and the RECHARGE entry in one atomic w
 both aggregates refuse a second time, so a repeated callback changes nothing. A refund
 saves the REFUNDED order and the REVERSAL entry the same way, after the provider gave the
 money back. An order nobody paid in time expires (CANCELLED) unless the provider says it
-was paid after all; a payment that still arrives for a cancelled order is sent back.
+was paid after all; a payment that still arrives for a cancelled or failed order, or a
+second payment for a paid one, is sent back.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ class Orders:
 
     def confirm_payment(self, order_id: UUID, provider_reference: str) -> bool:
         """Mark paid and recharge; False (and no change) if it was already paid. A payment
-        for a CANCELLED order is refunded at the provider instead, never credited."""
+        the order cannot take (it is CANCELLED or FAILED, or was paid through another
+        payment) is refunded at the provider instead, never credited."""
 
         def decide() -> tuple[bool, int | None, Order]:
             order = self.log.load(Order, order_id, "order")
-            if order.status in ("PAID", "CANCELLED"):
+            if order.status != "PENDING":
                 return False, None, order
             now = self.clock.now()
             order.mark_paid(provider_reference, now)
@@ -108,14 +110,14 @@ class Orders:
             return True, self.log.commit(order, ledger), order
 
         changed, position, order = retry_on_conflict(decide)
-        if order.status == "CANCELLED":
+        if order.takes_no_payment(provider_reference):
             self._return_payment(order, provider_reference)
             return False
         self.seen.note(order.user_id, position)
         return changed
 
     def _return_payment(self, order: Order, provider_reference: str) -> None:
-        """Refund a payment that arrived for a cancelled order, then record that it was.
+        """Refund a payment the order cannot take, then record that it was.
         Unavailable (the provider cannot refund now) goes to the caller, whose notify
         then fails, so the provider delivers it again and we try again."""
         if provider_reference in order.returned_payments:
@@ -131,8 +133,9 @@ class Orders:
 
         self.seen.note(order.user_id, retry_on_conflict(decide))
         log.warning(
-            "order %s is CANCELLED: its payment %s was refunded at the provider, not credited",
+            "order %s is %s: payment %s was refunded at the provider, not credited",
             order.id,
+            order.status,
             provider_reference,
         )
 

@@ -1,8 +1,11 @@
 """An order to buy credits: created PENDING, then paid exactly once (or failed/cancelled).
 
     PENDING ─pay→ PAID ─refund→ REFUNDED
-       ├─cancel / expire→ CANCELLED (a payment arriving later is returned, never credited)
+       ├─cancel / expire→ CANCELLED
        └─the provider's final failure→ FAILED
+
+A payment that arrives for a CANCELLED or FAILED order, or a second payment for a paid
+one, is returned (refunded at the provider, PaymentReturned), never credited.
 
 Every transition is an event; each public method refuses (Conflict) from a state it
 cannot leave, so a repeated command records nothing.
@@ -44,7 +47,8 @@ class Order(Aggregate):
         reason: str
 
     class PaymentReturned(Aggregate.Event):
-        """A payment for the CANCELLED order arrived anyway and was refunded at the provider."""
+        """A payment the order cannot take (it is CANCELLED or FAILED, or was paid through
+        another payment) arrived anyway and was refunded at the provider."""
 
         provider_reference: str
 
@@ -128,11 +132,18 @@ class Order(Aggregate):
             raise Conflict("this order has not expired yet")
         self._expired(f"not paid within {_duration(expires_in)}", timestamp)
 
+    def takes_no_payment(self, provider_reference: str) -> bool:
+        """A payment with this reference must go back, never be credited: the order was
+        cancelled or failed, or it was paid (and maybe refunded) through another payment."""
+        if self.status in ("CANCELLED", "FAILED"):
+            return True
+        return self.status in ("PAID", "REFUNDED") and provider_reference != self.provider_reference
+
     def return_payment(self, provider_reference: str, timestamp: datetime) -> None:
-        """Record that a payment for this cancelled order was refunded at the provider."""
-        if self.status != "CANCELLED":
-            raise Conflict(f"a payment for a {self.status} order is not returned")
+        """Record that a payment the order cannot take was refunded at the provider."""
         reference = check_text(provider_reference, "providerReference")
+        if not self.takes_no_payment(reference):
+            raise Conflict(f"this payment for a {self.status} order is not returned")
         if reference in self.returned_payments:
             raise Conflict("this payment has already been returned")
         self._payment_returned(reference, timestamp)

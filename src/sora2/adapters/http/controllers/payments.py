@@ -89,7 +89,8 @@ class PaymentsController(Controller):
             "`checkout.session.completed` (or `async_payment_succeeded`) with "
             "`payment_status: paid` marks the order in `metadata.order_id` PAID and adds its "
             "credits exactly once, however often Stripe delivers it; a payment for a "
-            "CANCELLED order is refunded at Stripe instead, never credited. "
+            "CANCELLED or FAILED order, or a second one for a paid order, is refunded at "
+            "Stripe instead, never credited. "
             "`checkout.session.async_payment_failed` marks a PENDING order FAILED. "
             "Every other verified "
             "event, and an unknown order, answers 200 so that Stripe stops retrying. "
@@ -151,7 +152,7 @@ def _credit_paid_session(sora2: Sora2, event: dict[str, Any]) -> None:
     except NotFound:
         log.warning("Stripe session %s was paid for unknown order %s", session_id, order_id)
         return
-    except Conflict as e:  # e.g. failed here, paid there: the money needs a human
+    except Conflict as e:  # the payment cannot be recorded: the money needs a human
         log.error(
             "Stripe session %s was paid but order %s was not credited (%s): refund or reconcile it",
             session_id,
@@ -163,14 +164,13 @@ def _credit_paid_session(sora2: Sora2, event: dict[str, Any]) -> None:
         log.info("order %s paid through Stripe session %s", order_id, session_id)
         return
     order = sora2.log.find(Order, order_id)
-    if order is not None and order.status == "CANCELLED":
-        log.info("Stripe session %s paid cancelled order %s: refunded", session_id, order_id)
-    elif order is not None and order.provider_reference != session_id:  # charged twice
-        log.error(
-            "order %s was already paid through %s; Stripe session %s was paid too: refund it",
+    if order is not None and order.takes_no_payment(session_id):
+        log.warning(
+            "Stripe session %s paid %s order %s (through %s): refunded at Stripe, not credited",
+            session_id,
+            order.status,
             order_id,
             order.provider_reference,
-            session_id,
         )
     else:
         log.info("order %s was already paid; Stripe session %s redelivered", order_id, session_id)
