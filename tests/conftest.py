@@ -17,7 +17,11 @@ from sora2.config import Settings
 from tests.support.backends import postgres_settings, sqlite_settings
 from tests.support.server import client, serving
 
-pytest_plugins = ["tests.support.s3_server", "tests.support.fake_video_provider"]
+pytest_plugins = [
+    "tests.support.s3_server",
+    "tests.support.fake_video_provider",
+    "tests.support.eventsource",
+]
 
 
 class FastHasher:

@@ -43,6 +43,7 @@ from sora2.application.processing.runner import Lane, LaneStatus, ProcessingRunn
 from sora2.application.projections.read_models import ReadModels
 from sora2.application.projections.view import ReadModelView
 from sora2.application.rendering import VideoJobs
+from sora2.application.signed_links import SignedLinks
 from sora2.application.videos import Videos
 from sora2.config import Settings
 
@@ -74,6 +75,7 @@ class Sora2:
     jobs: VideoJobs
     idempotency: Any
     expiry: OrderExpiry
+    links: SignedLinks  # media and event-stream URLs that need no header
     extras: dict[str, Any] = field(default_factory=dict)
 
     def ready(self) -> list[LaneStatus]:
@@ -200,6 +202,11 @@ def bootstrap(
         jobs=jobs,
         idempotency=_idempotency(views, store_env),
         expiry=OrderExpiry(orders),
+        links=SignedLinks(
+            hashlib.sha256(b"links:" + settings.jwt_secret.encode()).digest(),
+            settings.media_url_ttl,
+            clock,
+        ),
         extras=extras,
     )
 

@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     wechat_platform_public_key: str | None = Field(None, repr=False)
     wechat_platform_key_id: str | None = None  # PUB_KEY_ID_…
     wechat_api_base: str = "https://api.mch.weixin.qq.com"
+    media_url_ttl: Duration = timedelta(hours=1)  # life of the signed videoUrl/thumbnailUrl
+    # a comment line at least this often on a quiet stream (proxies drop silent ones)
+    sse_heartbeat_seconds: Annotated[int, Field(ge=1, le=15)] = 15
+    sse_retry_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 3000  # EventSource's `retry:`
+    # a stream ends after this long and the client resumes it (0: only at the final state)
+    sse_stream_max_seconds: Annotated[int, Field(ge=0, le=86_400)] = 0
 
     @field_validator("node_env", mode="before")
     @classmethod

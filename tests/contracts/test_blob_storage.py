@@ -188,6 +188,23 @@ class BlobStorageContract:
 
         assert read_all(storage, key) == b"from a file"
 
+    def test_the_entity_tag_names_the_bytes(self, storage: BlobStorage) -> None:
+        key, other = video_key(), video_key()
+        storage.put_bytes(key, b"first version", "video/mp4")
+        storage.put_bytes(other, b"another object", "video/mp4")
+        first = storage.stat(key)
+
+        assert first.size == len(b"first version")
+        assert first.etag.startswith('"') and first.etag.endswith('"') and len(first.etag) > 2
+        assert storage.stat(key) == first  # asking again changes nothing
+        assert storage.stat(other).etag != first.etag
+
+        storage.put_bytes(key, b"second version", "video/mp4")  # same size, other bytes
+
+        assert storage.stat(key).etag != first.etag
+        with pytest.raises(BlobNotFound):
+            storage.stat(video_key())
+
     # --- signed URLs ----------------------------------------------------------------
 
     def test_signed_url(self, storage: BlobStorage) -> None:

@@ -121,7 +121,7 @@ def test_a_completed_video_downloads_as_a_playable_mp4_of_its_duration_and_size(
 ) -> None:
     video = rendered.videos[ratio]
     assert video["status"] == "COMPLETED" and video["progress"] == 100
-    assert video["videoUrl"] == f"{rendered.api.base}/api/videos/{video['id']}/download"
+    assert video["videoUrl"].startswith(f"{rendered.api.base}/api/media/videos/")
     status = rendered.client.get(f"/api/videos/{video['id']}/status").json()
     assert status == {
         "id": video["id"],
@@ -130,9 +130,10 @@ def test_a_completed_video_downloads_as_a_playable_mp4_of_its_duration_and_size(
         "estimatedTimeRemaining": None,  # null once final
     }
 
-    response = rendered.client.get(video["videoUrl"])
+    response = rendered.client.get(f"/api/videos/{video['id']}/download")
 
     assert response.status_code == 200
+    assert rendered.client.get(video["videoUrl"]).content == response.content
     assert response.headers["content-type"] == "video/mp4"
     assert response.headers["content-disposition"].startswith("attachment;")
     assert f"{video['id']}.mp4" in response.headers["content-disposition"]
@@ -149,7 +150,7 @@ def test_a_completed_video_downloads_as_a_playable_mp4_of_its_duration_and_size(
 @pytest.mark.parametrize(("ratio", "size"), [("16:9", (640, 360)), ("1:1", (360, 360))])
 def test_the_thumbnail_is_a_jpeg(rendered: Rendered, ratio: str, size: tuple[int, int]) -> None:
     video = rendered.videos[ratio]
-    assert video["thumbnailUrl"] == f"{rendered.api.base}/api/videos/{video['id']}/thumbnail"
+    assert video["thumbnailUrl"].startswith(f"{rendered.api.base}/api/media/thumbnails/")
 
     response = rendered.client.get(video["thumbnailUrl"])
 
@@ -258,8 +259,9 @@ def test_the_detail_is_the_video_model(app: App) -> None:
         "9:16",
     )
     assert (body["status"], body["progress"]) == ("COMPLETED", 100)
-    base = f"{app.api.base}/api/videos/{body['id']}"
-    assert (body["videoUrl"], body["thumbnailUrl"]) == (f"{base}/download", f"{base}/thumbnail")
+    media = f"{app.api.base}/api/media"
+    assert body["videoUrl"].startswith(f"{media}/videos/{user['id']}/{body['id']}.mp4?expires=")
+    assert body["thumbnailUrl"].startswith(f"{media}/thumbnails/{user['id']}/{body['id']}.jpg?")
     assert body["createdAt"] == requested["createdAt"]
     assert body["createdAt"].endswith("Z") and body["updatedAt"] > body["createdAt"]
     assert "error" not in body
@@ -467,6 +469,7 @@ def test_another_users_video_is_404_on_every_route(app: App) -> None:
             ("GET", "/status"),
             ("GET", "/download"),
             ("GET", "/thumbnail"),
+            ("GET", "/events"),
             ("POST", "/cancel"),
             ("POST", "/regenerate"),
             ("POST", "/share"),

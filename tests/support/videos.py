@@ -129,6 +129,7 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
 class SseEvent:
     event: str | None
     data: str
+    id: str | None = None  # the `id:` field of this event, if it had one
 
     def json(self) -> Any:
         return json.loads(self.data)
@@ -137,12 +138,13 @@ class SseEvent:
 def sse_events(response: httpx.Response) -> Iterator[SseEvent]:
     """Parse a text/event-stream body as it arrives (comments and retry lines skipped)."""
     name: str | None = None
+    event_id: str | None = None
     data: list[str] = []
     for line in response.iter_lines():
         if line == "":
             if data:
-                yield SseEvent(name, "\n".join(data))
-            name, data = None, []
+                yield SseEvent(name, "\n".join(data), event_id)
+            name, event_id, data = None, None, []
             continue
         if line.startswith(":"):
             continue
@@ -150,7 +152,9 @@ def sse_events(response: httpx.Response) -> Iterator[SseEvent]:
         value = value.removeprefix(" ")
         if field == "event":
             name = value
+        elif field == "id":
+            event_id = value
         elif field == "data":
             data.append(value)
     if data:
-        yield SseEvent(name, "\n".join(data))
+        yield SseEvent(name, "\n".join(data), event_id)

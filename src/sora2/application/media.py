@@ -26,10 +26,13 @@ def sniff_image(data: bytes) -> ImageKind:
     raise UnsupportedMedia("the avatar must be a PNG, JPEG or WebP image")
 
 
+MP4 = ImageKind("video/mp4", "mp4")  # not an image, but stored and served the same way
+
+
 def content_type_of(key: str) -> str:
-    """The content type we stored an image under, from the extension we gave it."""
+    """The content type we stored a file under, from the extension we gave it."""
     extension = key.rsplit(".", 1)[-1].lower()
-    for kind in (PNG, JPEG, WEBP):
+    for kind in (PNG, JPEG, WEBP, MP4):
         if kind.extension == extension:
             return kind.content_type
     return "application/octet-stream"

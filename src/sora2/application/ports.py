@@ -26,6 +26,12 @@ class BlobNotFound(Exception):
     """The key names no stored object."""
 
 
+@dataclass(frozen=True)
+class BlobInfo:
+    size: int  # bytes
+    etag: str  # a quoted HTTP entity tag; another one whenever the bytes change
+
+
 class BlobStorage(Protocol):
     """Where video files, thumbnails and avatars live (local folder or S3)."""
 
@@ -37,6 +43,9 @@ class BlobStorage(Protocol):
 
     def size(self, key: str) -> int:
         """Bytes stored under `key`; BlobNotFound if none."""
+
+    def stat(self, key: str) -> BlobInfo:
+        """Size and entity tag of the object under `key`; BlobNotFound if none."""
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Chunks of the object from byte `start` to `end` inclusive (None: to the end)."""

@@ -171,6 +171,14 @@ class Videos:
             raise NotFound("video not found")
         return self._estimated([row])[0]
 
+    def linked(self, video_id: UUID) -> VideoRow:
+        """A video whose signed link the caller holds: the link is the permission."""
+        self.seen.wait_latest()
+        row = self.views.video(video_id)
+        if row is None:
+            raise NotFound("video not found")
+        return self._estimated([row])[0]
+
     def shared(self, token: str) -> VideoRow:
         self.seen.wait_latest()
         row = self.views.video_by_share(_digest(token))

@@ -3,6 +3,11 @@ the same key with another request body is a 409. Keys are per user and kept for 
 
 Every answer is kept, 5xx included: a failure after the command committed must not let a
 retry charge again. A retry after such a failure needs a new key.
+
+A stream (`text/event-stream`) is kept as soon as its first event with an `id:` is out; a
+replay does not repeat those bytes (a stream cut short would end at the cut) but enters
+the route again with that `Last-Event-ID`, so the route follows what the first request
+started, to its end, instead of starting it again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 import anyio
 import msgspec
+from litestar.utils.scope.state import CONNECTION_STATE_KEY
 
 from sora2.adapters.http.errors import error_body
 from sora2.adapters.http.rate_limit import user_of
@@ -80,6 +86,13 @@ class IdempotencyMiddleware:
                 store.claim, user, key, fingerprint, sora2.clock.now()
             )
             if stored is not None:
+                if (
+                    _is_stream(stored.content_type)
+                    and stored.fingerprint == fingerprint
+                    and (event_id := _first_event_id(stored.body or ""))
+                ):
+                    await _follow(app, scope, _replaying(body, receive), send, event_id)
+                    return
                 await _replay(send, stored, fingerprint)
                 return
             captured: dict[str, Any] = {
@@ -112,10 +125,12 @@ class IdempotencyMiddleware:
                         (v.decode() for k, v in message.get("headers", []) if k == b"content-type"),
                         "application/json",
                     )
-                elif message["type"] == "http.response.body":
+                elif message["type"] == "http.response.body" and not captured["stored"]:
                     captured["body"] += message.get("body", b"")
                     if not message.get("more_body", False):
                         await keep()  # before the client learns the answer is whole
+                    elif _is_stream(captured["type"]) and _first_event_id(captured["body"]):
+                        await keep()  # what a replay needs to follow this stream
                 await send(message)
 
             try:
@@ -124,6 +139,35 @@ class IdempotencyMiddleware:
                 await keep()
 
         return middleware
+
+
+def _is_stream(content_type: str | None) -> bool:
+    return (content_type or "").startswith("text/event-stream")
+
+
+def _first_event_id(body: bytes | str) -> str | None:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    for line in text.splitlines():
+        if line.startswith("id:"):
+            return line[3:].strip()
+    return None
+
+
+async def _follow(app: Any, scope: Scope, receive: Any, send: Any, event_id: str) -> None:
+    """Replay a kept stream: the route again, resuming after its first event, unless the
+    client says itself where it got to (an EventSource's Last-Event-ID)."""
+    headers = list(scope.get("headers", []))
+    if _header(scope, b"last-event-id") is None:
+        headers.append((b"last-event-id", event_id.encode("latin-1")))
+
+    async def replayed(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"idempotent-replayed", b"true")]
+        await send(message)
+
+    # a fresh connection state: Litestar caches the headers it parsed (CORS did) there
+    state = {k: v for k, v in scope.get("state", {}).items() if k != CONNECTION_STATE_KEY}
+    await app({**scope, "headers": headers, "state": state}, receive, replayed)
 
 
 async def _replay(send: Any, stored: Any, fingerprint: str) -> None:

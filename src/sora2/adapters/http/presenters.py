@@ -9,6 +9,9 @@ from typing import Any
 from sora2.adapters.http import schemas
 from sora2.application.orders import PaymentOutcome
 from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
+from sora2.application.signed_links import SignedLinks
+
+MEDIA_PATH = "/api/media/"
 
 
 def user(row: UserRow, public_url: str) -> schemas.User:
@@ -43,9 +46,13 @@ def order(row: OrderRow) -> schemas.Order:
     )
 
 
-def video(row: VideoRow, public_url: str) -> schemas.Video:
+def video(row: VideoRow, public_url: str, links: SignedLinks) -> schemas.Video:
+    """Its file URLs are signed links, so a page can use them in `<video>` and `<img>`."""
     done = row.status == "COMPLETED"
-    base = f"{public_url}/api/videos/{row.id}"
+
+    def media(key: str | None) -> str | None:
+        return f"{public_url}{links.sign(MEDIA_PATH + key)}" if done and key else None
+
     return schemas.Video(
         str(row.id),
         str(row.user_id),
@@ -56,10 +63,15 @@ def video(row: VideoRow, public_url: str) -> schemas.Video:
         row.aspect_ratio,
         row.created_at,
         row.updated_at,
-        video_url=f"{base}/download" if done else None,
-        thumbnail_url=f"{base}/thumbnail" if done else None,
+        video_url=media(row.video_key),
+        thumbnail_url=media(row.thumbnail_key),
         error=row.error,
+        events_url=f"{public_url}{links.sign(events_path(row.id))}",
     )
+
+
+def events_path(video_id: object) -> str:
+    return f"/api/videos/{video_id}/events"
 
 
 def video_status(row: VideoRow) -> schemas.VideoStatus:

@@ -37,15 +37,21 @@ GENERAL = Rule("api", 100, 15 * 60)
 LOGIN = Rule("login", 100, 15 * 60)
 REGISTER = Rule("register", 3, 60 * 60)
 GENERATE = Rule("generate", 10, 60 * 60)
+# a page of thumbnails and a player seeking through a video make many small requests
+MEDIA = Rule("media", 2000, 15 * 60)
 GENERATE_PATHS = ("/api/videos/generate", "/api/videos/generate-stream")
 
 
-def rule_for(method: str, path: str) -> Rule | None:
+def rule_for(method: str, path: str, resuming: bool = False) -> Rule | None:
+    """`resuming`: the request carries Last-Event-ID, an EventSource reconnecting to the
+    stream of a video it already asked for (it never creates another one)."""
     if not path.startswith("/api/") or path.startswith("/api-docs"):
         return None
     if path.startswith("/api/payments/"):  # providers' signed callbacks, from few addresses
         return None
-    if method == "POST":
+    if path.startswith("/api/media/"):
+        return MEDIA
+    if method == "POST" and not resuming:
         if path == "/api/auth/register":
             return REGISTER
         if path == "/api/auth/login":
@@ -92,7 +98,11 @@ class RateLimitMiddleware:
 
         async def middleware(scope: Scope, receive: Any, send: Any) -> None:
             rule = (
-                rule_for(scope.get("method", ""), scope.get("path", ""))
+                rule_for(
+                    scope.get("method", ""),
+                    scope.get("path", ""),
+                    any(k == b"last-event-id" for k, _ in scope.get("headers", [])),
+                )
                 if scope["type"] == "http"
                 else None
             )

@@ -215,6 +215,15 @@ class GenerateRequest(Body):
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
 
 
+SignedUrl = Annotated[
+    str,
+    Meta(
+        description="A signed link that needs no header (`<video src>`, `<img src>`), valid "
+        "for MEDIA_URL_TTL (default 1 hour); then 403. Fetch the video again for a fresh one."
+    ),
+]
+
+
 class Video(Body):
     id: str
     user_id: str
@@ -225,9 +234,16 @@ class Video(Body):
     aspect_ratio: str
     created_at: datetime
     updated_at: datetime
-    video_url: str | None = None
-    thumbnail_url: str | None = None
+    video_url: SignedUrl | None = None
+    thumbnail_url: SignedUrl | None = None
     error: str | None = None
+    events_url: Annotated[
+        str | None,
+        Meta(
+            description="A signed link to this video's `text/event-stream` (GET, no header "
+            "needed: `new EventSource(eventsUrl)`), valid for MEDIA_URL_TTL."
+        ),
+    ] = None
 
 
 class VideoPage(Body):

@@ -1,4 +1,5 @@
-"""Serving stored files: whole, or the byte range a player asks for (HTTP 206)."""
+"""Serving stored files: whole, or the byte range a player asks for (HTTP 206), with an
+ETag so a browser that has them gets a 304."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sora2.domain.errors import NotFound
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 SIGNED_URL_TTL = timedelta(minutes=5)
+PRIVATE_CACHE = "private, max-age=300"
 
 
 class RangeNotSatisfiable(Exception):
@@ -28,23 +30,33 @@ def serve_blob(
     content_type: str,
     filename: str | None = None,
     redirect: bool = True,
+    redirect_ttl: timedelta = SIGNED_URL_TTL,
+    cache_control: str = PRIVATE_CACHE,
 ) -> Response:
-    """The object's bytes with Range support, or a redirect to a short-lived signed URL."""
-    if redirect and (url := storage.signed_url(key, SIGNED_URL_TTL)):
+    """The object's bytes with Range and If-None-Match support, or a redirect to a
+    short-lived signed URL of the storage (S3), which supports both itself."""
+    if redirect and (url := storage.signed_url(key, redirect_ttl)):
         # our own media type: the route's (video/mp4, image/jpeg) is not one Redirect accepts
         return Redirect(url, status_code=302, media_type=MediaType.TEXT)
     try:
-        size = storage.size(key)
+        info = storage.stat(key)
     except BlobNotFound:
         raise NotFound("the file is no longer stored") from None
+    size = info.size
     headers = {
         "Accept-Ranges": "bytes",
-        "Cache-Control": "private, max-age=300",
+        "Cache-Control": cache_control,
+        "ETag": info.etag,
         "X-Content-Type-Options": "nosniff",
     }
+    if _matches(request.headers.get("if-none-match"), info.etag):
+        return Response(b"", status_code=304, headers=headers, media_type=content_type)
     if filename:
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
     requested = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != info.etag:
+        requested = None  # the client's part is of other bytes: send them all (RFC 9110)
     span = _parse_range(requested, size) if requested else None
     if span is False:
         body = error_body(416, f"the range lies outside the file's {size} bytes")
@@ -63,6 +75,14 @@ def serve_blob(
     return Stream(
         storage.read(key, start, end), status_code=206, media_type=content_type, headers=headers
     )
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison, as If-None-Match wants: `*`, or any listed tag, W/ or not."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:

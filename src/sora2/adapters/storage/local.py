@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from sora2.application.ports import BlobNotFound
+from sora2.application.ports import BlobInfo, BlobNotFound
 
 CHUNK_SIZE = 64 * 1024
 # Temporary files start with this so they are recognisable (and ignorable) on disk.
@@ -102,13 +102,17 @@ class LocalBlobStorage:
     # --- reading --------------------------------------------------------------------
 
     def size(self, key: str) -> int:
+        return self.stat(key).size
+
+    def stat(self, key: str) -> BlobInfo:
         try:
             info = self._path(key).stat()
         except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(key) from None
         if not stat.S_ISREG(info.st_mode):
             raise BlobNotFound(key)
-        return info.st_size
+        # as nginx does: modification time and size; a rewrite renames a new file into place
+        return BlobInfo(info.st_size, f'"{info.st_mtime_ns:x}-{info.st_size:x}"')
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Open now (so a missing key raises BlobNotFound here, before any response

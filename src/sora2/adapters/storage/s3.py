@@ -17,7 +17,7 @@ from minio import Minio
 from minio.error import S3Error
 from urllib3.response import BaseHTTPResponse
 
-from sora2.application.ports import BlobNotFound
+from sora2.application.ports import BlobInfo, BlobNotFound
 
 CHUNK_SIZE = 64 * 1024
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NotFound"})
@@ -101,13 +101,16 @@ class S3BlobStorage:
     # --- reading --------------------------------------------------------------------
 
     def size(self, key: str) -> int:
+        return self.stat(key).size
+
+    def stat(self, key: str) -> BlobInfo:
         self.ensure_bucket()
         try:
             info = self._client.stat_object(self.bucket, key)
         except S3Error as exc:
             _raise_not_found(exc, key)
             raise
-        return int(info.size or 0)
+        return BlobInfo(int(info.size or 0), f'"{(info.etag or "").strip(chr(34))}"')
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Send the GET now (so a missing key raises BlobNotFound here, before any

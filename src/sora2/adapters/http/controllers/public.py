@@ -1,14 +1,18 @@
-"""Public, token-free routes: shared videos and avatars."""
+"""Public, token-free routes: signed media links, shared videos and avatars."""
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import timedelta
+from typing import Annotated
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
 
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.presenters import MEDIA_PATH
 from sora2.adapters.http.streaming import serve_blob
 from sora2.application.media import content_type_of
 from sora2.bootstrap import Sora2
@@ -17,10 +21,58 @@ from sora2.domain.errors import NotFound
 # avatars are stored as `avatars/<user id>/<16 hex of the content's digest>.<extension>`
 AVATAR_NAME = re.compile(r"[0-9a-f-]{36}/[0-9a-f]{16}\.(png|jpg|jpeg|webp)")
 
+Expires = Annotated[
+    int | None,
+    QueryParameter(
+        description="When the signed link stops working (Unix seconds); part of the signature",
+        ge=0,
+    ),
+]
+Signature = Annotated[
+    str | None,
+    QueryParameter(
+        description="HMAC-SHA256 (hex) over the path and `expires`, made by the server",
+        max_length=128,
+    ),
+]
+
 
 class PublicController(Controller):
     path = "/api"
     tags = ["Public"]
+
+    @get(
+        "/media/{key:path}",
+        sync_to_thread=True,
+        responses=documented(400, 403, 404, 429),
+        summary="A video or thumbnail through the signed link in `videoUrl`/`thumbnailUrl`",
+        description="No header needed, so `<video src>` and `<img src>` can use it. Range "
+        "requests answer 206 with Content-Range; an ETag and If-None-Match answer 304. On S3 "
+        "the link redirects (302) to a presigned URL of the bucket. An expired or altered "
+        "link answers 403.",
+    )
+    def media(
+        self,
+        request: Request,
+        key: FromPath[str],
+        sora2: NamedDependency[Sora2],
+        expires: Expires = None,
+        signature: Signature = None,
+    ) -> Response:
+        key = key.lstrip("/")
+        left = sora2.links.check(MEDIA_PATH + key, expires, signature)
+        try:
+            return serve_blob(
+                request,
+                sora2.storage,
+                key,
+                content_type_of(key),
+                redirect_ttl=timedelta(seconds=max(1, math.ceil(left))),
+                # a browser may reuse the bytes while the link lives, never after
+                cache_control=f"private, max-age={int(left)}",
+            )
+        except ValueError:  # a key the storage refuses (escapes its root): nothing there
+            raise NotFound("no such file") from None
 
     @get(
         "/share/{token:str}",

@@ -3,23 +3,20 @@ download, thumbnail and share."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Annotated, Literal
 from uuid import UUID
 
 import anyio
-import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from sora2.adapters.http import presenters, schemas
-from sora2.adapters.http.auth import BEARER_SECURITY
+from sora2.adapters.http.auth import BEARER_SECURITY, current_user
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
+from sora2.adapters.http.controllers.public import Expires, Signature
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.live_progress import EVENT_ID_PATTERN, LiveStreams, follow, parse_event_id
 from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.adapters.http.streaming import serve_blob
 from sora2.application.projections.rows import UserRow
@@ -27,8 +24,26 @@ from sora2.bootstrap import Sora2
 from sora2.domain.errors import NotFound
 
 VideoState = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
-FINAL = ("COMPLETED", "FAILED", "CANCELLED")
-POLL_SECONDS = 0.2
+LastEventId = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Last-Event-ID",
+        required=False,
+        pattern=EVENT_ID_PATTERN,
+        description="Sent back by an EventSource when it reconnects (`<videoId>:<sequence>`): "
+        "the stream resumes after that event; after the final one the answer is 204.",
+    ),
+]
+STREAM_DESCRIPTION = (
+    "Events are `event: status` with `id: <videoId>:<sequence>`; the stream opens with "
+    "`retry:` and sends a `: heartbeat` comment when quiet (SSE_HEARTBEAT_SECONDS, at most 15 "
+    "s). Each event's data is the status JSON (`VideoStatus`) until the final state "
+    "(COMPLETED, FAILED or CANCELLED), whose data is the whole `Video` (with `videoUrl`); "
+    "then the stream ends. A reconnect with `Last-Event-ID` resumes after that event; once "
+    "the client has the final event it answers 204, so an EventSource stops. Disconnecting "
+    "does not cancel the job."
+)
+__all__ = ["LiveStreams", "VideosController"]
 
 
 class VideosController(Controller):
@@ -53,15 +68,17 @@ class VideosController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
         row = sora2.videos.request(user.id, data.prompt, data.duration, data.aspect_ratio)
-        return presenters.video(row, sora2.settings.public_url)
+        return presenters.video(row, sora2.settings.public_url, sora2.links)
 
     @post(
         "/generate-stream",
         status_code=200,
-        responses=documented(400, 401, 402, 429),
+        media_type="text/event-stream",
+        responses=documented(400, 401, 402, 404, 429),
         summary="Request a video and follow it: a `text/event-stream` of `status` events",
-        description="Each event's data is the status JSON; the stream ends after the final "
-        "state (COMPLETED, FAILED or CANCELLED). Disconnecting does not cancel the job.",
+        description=STREAM_DESCRIPTION
+        + " A reconnect that carries `Last-Event-ID`, or the first request's Idempotency-Key, "
+        "follows the video the first request made: it never creates or charges another.",
     )
     async def generate_stream(
         self,
@@ -69,11 +86,48 @@ class VideosController(Controller):
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
-    ) -> ServerSentEvent:
+        last_event_id: LastEventId = None,
+    ) -> Response:
+        if last_event_id:  # an EventSource reconnecting: follow, never request again
+            video_id, after = parse_event_id(last_event_id)
+            row = await anyio.to_thread.run_sync(sora2.videos.get, user.id, video_id)
+            return await follow(sora2, row, after)
         row = await anyio.to_thread.run_sync(
             sora2.videos.request, user.id, data.prompt, data.duration, data.aspect_ratio
         )
-        return ServerSentEvent(_status_events(sora2, user.id, row.id))
+        return await follow(sora2, row, None)
+
+    @get(
+        "/{video_id:uuid}/events",
+        media_type="text/event-stream",
+        security=[*BEARER_SECURITY, {}],
+        responses=documented(400, 401, 403, 404, 429),
+        summary="Follow a video's progress: a `text/event-stream` of `status` events",
+        description=STREAM_DESCRIPTION
+        + " Authenticate with Bearer, or without any header through the signed `eventsUrl` "
+        "of the Video (`new EventSource(video.eventsUrl)`).",
+    )
+    async def events(
+        self,
+        request: Request,
+        video_id: FromPath[UUID],
+        sora2: NamedDependency[Sora2],
+        expires: Expires = None,
+        signature: Signature = None,
+        last_event_id: LastEventId = None,
+    ) -> Response:
+        after = None
+        if last_event_id:
+            named, after = parse_event_id(last_event_id)
+            if named != video_id:
+                raise NotFound("Last-Event-ID names another video")
+        if request.headers.get("authorization"):
+            user = await anyio.to_thread.run_sync(current_user, request, sora2)
+            row = await anyio.to_thread.run_sync(sora2.videos.get, user.id, video_id)
+        else:
+            sora2.links.check(presenters.events_path(video_id), expires, signature)
+            row = await anyio.to_thread.run_sync(sora2.videos.linked, video_id)
+        return await follow(sora2, row, after)
 
     @get(
         "/",
@@ -92,7 +146,8 @@ class VideosController(Controller):
         result = sora2.videos.list(user.id, status, page, limit)
         base = sora2.settings.public_url
         return schemas.VideoPage(
-            [presenters.video(r, base) for r in result.items], **presenters.page_fields(result)
+            [presenters.video(r, base, sora2.links) for r in result.items],
+            **presenters.page_fields(result),
         )
 
     @get(
@@ -107,7 +162,8 @@ class VideosController(Controller):
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
     ) -> schemas.Video:
-        return presenters.video(sora2.videos.get(user.id, video_id), sora2.settings.public_url)
+        row = sora2.videos.get(user.id, video_id)
+        return presenters.video(row, sora2.settings.public_url, sora2.links)
 
     @get(
         "/{video_id:uuid}/status",
@@ -153,7 +209,7 @@ class VideosController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
         row = sora2.videos.regenerate(user.id, video_id)
-        return presenters.video(row, sora2.settings.public_url)
+        return presenters.video(row, sora2.settings.public_url, sora2.links)
 
     @post(
         "/{video_id:uuid}/cancel",
@@ -168,7 +224,8 @@ class VideosController(Controller):
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
     ) -> schemas.Video:
-        return presenters.video(sora2.videos.cancel(user.id, video_id), sora2.settings.public_url)
+        row = sora2.videos.cancel(user.id, video_id)
+        return presenters.video(row, sora2.settings.public_url, sora2.links)
 
     @get(
         "/{video_id:uuid}/download",
@@ -243,44 +300,3 @@ def _serve_file(
     if which == "video":
         return serve_blob(request, sora2.storage, key, "video/mp4", f"sora2-{row.id}.mp4")
     return serve_blob(request, sora2.storage, key, "image/jpeg")
-
-
-class LiveStreams:
-    """How many status streams are open in this process (a client that left is off it)."""
-
-    count = 0
-
-
-async def _status_events(
-    sora2: Sora2, user_id: UUID, video_id: UUID
-) -> AsyncIterator[ServerSentEventMessage]:
-    """One event per change of status or progress, ending with the final state."""
-    LiveStreams.count += 1
-    try:
-        async for message in _changes(sora2, user_id, video_id):
-            yield message
-    finally:
-        LiveStreams.count -= 1
-
-
-async def _changes(
-    sora2: Sora2, user_id: UUID, video_id: UUID
-) -> AsyncIterator[ServerSentEventMessage]:
-    last: bytes | None = None
-    progress = 0
-    while True:
-        try:
-            row = await anyio.to_thread.run_sync(sora2.videos.get, user_id, video_id)
-        except NotFound:  # deleted while we watched: report it as cancelled and stop
-            gone = schemas.VideoStatus(str(video_id), "CANCELLED", progress, None, "deleted")
-            yield ServerSentEventMessage(msgspec.json.encode(gone).decode(), event="status")
-            return
-        progress = max(progress, row.progress)  # a follower never sees progress go back
-        row = replace(row, progress=progress)
-        payload = msgspec.json.encode(presenters.video_status(row))
-        if payload != last:
-            last = payload
-            yield ServerSentEventMessage(payload.decode(), event="status")
-        if row.status in FINAL:
-            return
-        await asyncio.sleep(POLL_SECONDS)
