@@ -107,7 +107,8 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
             allow_origins=[settings.frontend_url],
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            # Last-Event-ID: an EventSource of the front end resuming a stream
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=[
                 "X-RateLimit-Limit",
                 "X-RateLimit-Remaining",

@@ -20,6 +20,7 @@ from uuid import UUID
 import anyio
 import msgspec
 from litestar import Response
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from sora2.adapters.http import presenters, schemas
@@ -32,6 +33,13 @@ FINAL_SEQUENCE = 102
 POLL_SECONDS = 0.2
 EVENT_ID_PATTERN = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}:\d{1,3}$"
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
+
+
+STREAM_RESPONSES = {
+    204: ResponseSpec(
+        None, description="The client already has the final event (Last-Event-ID): stop"
+    )
+}
 
 
 class LiveStreams:

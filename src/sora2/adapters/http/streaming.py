@@ -5,18 +5,52 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Annotated
 from urllib.parse import quote
 
 from litestar import MediaType, Request, Response
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
 from litestar.response import Redirect, Stream
 
 from sora2.adapters.http.errors import error_body
+from sora2.adapters.http.schemas import ErrorBody
 from sora2.application.ports import BlobNotFound, BlobStorage
 from sora2.domain.errors import NotFound
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 SIGNED_URL_TTL = timedelta(minutes=5)
 PRIVATE_CACHE = "private, max-age=300"
+
+
+FILE_RESPONSES = {
+    206: ResponseSpec(None, description="The byte range asked for (`Range`), with Content-Range"),
+    302: ResponseSpec(None, description="On S3: a redirect to a short-lived presigned URL"),
+    304: ResponseSpec(None, description="Not modified: the `If-None-Match` ETag is current"),
+    416: ResponseSpec(
+        ErrorBody, description="The range lies outside the file", generate_examples=False
+    ),
+}
+"""What a file route answers besides 200: for the OpenAPI document."""
+
+# The request headers a file route honours, declared so the OpenAPI document shows them
+# (serve_blob reads them from the request, with If-Range, as RFC 9110 asks).
+RangeHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Range",
+        required=False,
+        description="`bytes=<start>-<end>`, `bytes=<start>-` or `bytes=-<length>`: answers 206",
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-None-Match",
+        required=False,
+        description="The ETag of a copy the client has: 304 while it is current",
+    ),
+]
 
 
 class RangeNotSatisfiable(Exception):

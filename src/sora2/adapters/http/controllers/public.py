@@ -9,11 +9,12 @@ from typing import Annotated
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from sora2.adapters.http.errors import documented
 from sora2.adapters.http.presenters import MEDIA_PATH
-from sora2.adapters.http.streaming import serve_blob
+from sora2.adapters.http.streaming import FILE_RESPONSES, IfNoneMatch, RangeHeader, serve_blob
 from sora2.application.media import content_type_of
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import NotFound
@@ -44,20 +45,32 @@ class PublicController(Controller):
     @get(
         "/media/{key:path}",
         sync_to_thread=True,
-        responses=documented(400, 403, 404, 429),
+        # no route media type: it would win over the file's own (Litestar's Stream)
+        responses={
+            200: ResponseSpec(
+                bytes,
+                media_type="application/octet-stream",
+                generate_examples=False,
+                description="The file: video/mp4 or image/jpeg",
+            ),
+            **documented(400, 403, 404, 429),
+            **FILE_RESPONSES,
+        },
         summary="A video or thumbnail through the signed link in `videoUrl`/`thumbnailUrl`",
         description="No header needed, so `<video src>` and `<img src>` can use it. Range "
         "requests answer 206 with Content-Range; an ETag and If-None-Match answer 304. On S3 "
         "the link redirects (302) to a presigned URL of the bucket. An expired or altered "
         "link answers 403.",
     )
-    def media(
+    def get_media(
         self,
         request: Request,
         key: FromPath[str],
         sora2: NamedDependency[Sora2],
         expires: Expires = None,
         signature: Signature = None,
+        byte_range: RangeHeader = None,
+        if_none_match: IfNoneMatch = None,
     ) -> Response:
         key = key.lstrip("/")
         left = sora2.links.check(MEDIA_PATH + key, expires, signature)

@@ -16,9 +16,15 @@ from sora2.adapters.http.auth import BEARER_SECURITY, current_user
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
 from sora2.adapters.http.controllers.public import Expires, Signature
 from sora2.adapters.http.errors import documented
-from sora2.adapters.http.live_progress import EVENT_ID_PATTERN, LiveStreams, follow, parse_event_id
+from sora2.adapters.http.live_progress import (
+    EVENT_ID_PATTERN,
+    STREAM_RESPONSES,
+    LiveStreams,
+    follow,
+    parse_event_id,
+)
 from sora2.adapters.http.schemas import IdempotencyKey
-from sora2.adapters.http.streaming import serve_blob
+from sora2.adapters.http.streaming import FILE_RESPONSES, IfNoneMatch, RangeHeader, serve_blob
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import NotFound
@@ -74,7 +80,7 @@ class VideosController(Controller):
         "/generate-stream",
         status_code=200,
         media_type="text/event-stream",
-        responses=documented(400, 401, 402, 404, 429),
+        responses={**documented(400, 401, 402, 404, 429), **STREAM_RESPONSES},
         summary="Request a video and follow it: a `text/event-stream` of `status` events",
         description=STREAM_DESCRIPTION
         + " A reconnect that carries `Last-Event-ID`, or the first request's Idempotency-Key, "
@@ -101,13 +107,13 @@ class VideosController(Controller):
         "/{video_id:uuid}/events",
         media_type="text/event-stream",
         security=[*BEARER_SECURITY, {}],
-        responses=documented(400, 401, 403, 404, 429),
+        responses={**documented(400, 401, 403, 404, 429), **STREAM_RESPONSES},
         summary="Follow a video's progress: a `text/event-stream` of `status` events",
         description=STREAM_DESCRIPTION
         + " Authenticate with Bearer, or without any header through the signed `eventsUrl` "
         "of the Video (`new EventSource(video.eventsUrl)`).",
     )
-    async def events(
+    async def follow_video_events(
         self,
         request: Request,
         video_id: FromPath[UUID],
@@ -230,7 +236,7 @@ class VideosController(Controller):
     @get(
         "/{video_id:uuid}/download",
         sync_to_thread=True,
-        responses=documented(400, 401, 404, 409, 429),
+        responses={**documented(400, 401, 404, 409, 429), **FILE_RESPONSES},
         media_type="video/mp4",
         summary="The MP4 (Range requests supported) or a redirect to a short-lived signed URL",
     )
@@ -240,13 +246,15 @@ class VideosController(Controller):
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        byte_range: RangeHeader = None,
+        if_none_match: IfNoneMatch = None,
     ) -> Response:
         return _serve_file(request, sora2, user, video_id, "video")
 
     @get(
         "/{video_id:uuid}/thumbnail",
         sync_to_thread=True,
-        responses=documented(400, 401, 404, 409, 429),
+        responses={**documented(400, 401, 404, 409, 429), **FILE_RESPONSES},
         media_type="image/jpeg",
         summary="The JPEG thumbnail of a completed video",
     )
@@ -256,6 +264,8 @@ class VideosController(Controller):
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
+        byte_range: RangeHeader = None,
+        if_none_match: IfNoneMatch = None,
     ) -> Response:
         return _serve_file(request, sora2, user, video_id, "thumbnail")
 
