@@ -127,8 +127,8 @@ class VideosController(Controller):
             named, after = parse_event_id(last_event_id)
             if named != video_id:
                 raise NotFound("Last-Event-ID names another video")
-        if request.headers.get("authorization"):
-            user = await anyio.to_thread.run_sync(current_user, request, sora2)
+        if request.headers.get("authorization") or (expires is None and signature is None):
+            user = await anyio.to_thread.run_sync(current_user, request, sora2)  # else 401
             row = await anyio.to_thread.run_sync(sora2.videos.get, user.id, video_id)
         else:
             sora2.links.check(presenters.events_path(video_id), expires, signature)
