@@ -103,9 +103,10 @@ def test_a_tampered_link_is_403_in_the_error_shape(api: Api) -> None:
     path, _, query = url.partition("?")
     expires = int(query.split("expires=")[1].split("&")[0])
     signature = query.split("signature=")[1]
+    flipped = "1" if signature[-1] == "0" else "0"  # one hex digit other than the real one
     thumbnail_path = video["thumbnailUrl"].partition("?")[0]
     tampered = {
-        "signature": f"{path}?expires={expires}&signature={signature[:-1]}0",
+        "signature": f"{path}?expires={expires}&signature={signature[:-1]}{flipped}",
         "expiry": f"{path}?expires={expires + 3600}&signature={signature}",
         "path": f"{thumbnail_path}?expires={expires}&signature={signature}",
         "unsigned": path,
