@@ -218,10 +218,11 @@ class Orders:
             try:
                 if self.reconcile(order_id):
                     continue
+                expired += self._expire(order_id, now)
             except Unavailable as e:  # it may be paid: ask again on the next sweep
                 log.warning("order %s: cannot ask its provider (%s); not expired yet", order_id, e)
-                continue
-            expired += self._expire(order_id, now)
+            except Exception:  # one order's trouble never stops the others' expiry
+                log.exception("order %s could not be expired; retrying on the next sweep", order_id)
         return expired
 
     def _expire(self, order_id: UUID, now: datetime) -> int:
