@@ -8,6 +8,8 @@ credited, once however often the provider delivers it.
 Each provider has its answer for "received": Alipay the plain text `success`, WeChat Pay
 204. Anything refused answers 400 in the error shape, credits nothing, and makes the
 provider try again later (a notify of ours that failed a check can then be reconciled).
+A payment for a cancelled order is refunded at the provider instead of credited; when
+that refund cannot be made now the answer is 503, so the provider delivers it again.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ class PaymentNotifiesController(Controller):
                 generate_examples=False,
                 examples=[Example(summary="received", value="success")],
             ),
-            **documented(400, 404),
+            **documented(400, 404, 503),
         },
         operation_class=AlipayNotifyOperation,
         summary="Alipay's notify: a paid trade credits its order, once; answers `success`",
@@ -186,7 +188,9 @@ class PaymentNotifiesController(Controller):
             "`total_amount` equal its amount. `TRADE_SUCCESS` or `TRADE_FINISHED` then marks "
             "it PAID and adds its credits exactly once, however often Alipay delivers it; "
             "other statuses are acknowledged. Answers the plain text `success`; a refused "
-            "notify answers 400 and credits nothing. 404 when Alipay is not configured."
+            "notify answers 400 and credits nothing. A payment for a CANCELLED order is refunded "
+            "at Alipay, never credited (503 if Alipay cannot refund now). 404 when Alipay is "
+            "not configured."
         ),
     )
     def alipay_notify(self, body: RawBody, sora2: NamedDependency[Sora2]) -> str:
@@ -206,7 +210,7 @@ class PaymentNotifiesController(Controller):
         "/wechat/notify",
         status_code=204,
         sync_to_thread=True,
-        responses=documented(400, 404),
+        responses=documented(400, 404, 503),
         operation_class=WechatNotifyOperation,
         summary="WeChat Pay's notify: a paid Native order credits its order, once; answers 204",
         description=(
@@ -216,8 +220,9 @@ class PaymentNotifiesController(Controller):
             "`resource` must decrypt with WECHAT_API_V3_KEY and name WECHAT_MCH_ID, "
             "WECHAT_APP_ID, a WECHAT order and its amount in fen. `TRANSACTION.SUCCESS` then "
             "marks it PAID and adds its credits exactly once, however often it is delivered. "
-            "Answers 204; a refused notify answers 400 and credits nothing. 404 when WeChat "
-            "Pay is not configured."
+            "Answers 204; a refused notify answers 400 and credits nothing. A payment for a "
+            "CANCELLED order is refunded, never credited (503 if WeChat Pay cannot refund "
+            "now). 404 when WeChat Pay is not configured."
         ),
     )
     def wechat_notify(
