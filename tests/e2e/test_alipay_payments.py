@@ -19,7 +19,11 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from sora2.adapters.payments.alipay import AlipayPayments, signing_string
+from sora2.adapters.payments.alipay import (
+    MISCONFIGURED_MESSAGE,
+    AlipayPayments,
+    signing_string,
+)
 from sora2.adapters.payments.keys import load_private_key, load_public_key
 from sora2.domain.errors import Unavailable
 from tests.support.errors import assert_error
@@ -355,3 +359,20 @@ def test_the_signing_string_is_alipays() -> None:
     assert signing_string(params, skip_empty=True) == b"a=1&b=2&sign_type=RSA2"
     notify = {k: v for k, v in params.items() if k != "sign_type"}
     assert signing_string(notify, skip_empty=False) == b"a=1&b=2&c="
+
+
+def test_an_unknown_app_id_gets_alipays_unsigned_error_response_and_a_503(
+    fake: FakeAlipay,
+) -> None:
+    someone_else = AlipayPayments(
+        "2021000000000999",
+        load_private_key(fake.app_keys.private_pem, "ALIPAY_PRIVATE_KEY"),
+        load_public_key(fake.alipay_keys.public_pem, "ALIPAY_PUBLIC_KEY"),
+        notify_url="http://127.0.0.1:9/n",
+        gateway=fake.gateway,
+        retry_backoff=0,
+    )
+    with pytest.raises(Unavailable) as failed:
+        someone_else.start_payment(uuid4(), "1.00", 10, "ALIPAY")
+    assert str(failed.value) == MISCONFIGURED_MESSAGE
+    assert fake.calls[-1].params["app_id"] == "2021000000000999"

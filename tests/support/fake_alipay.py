@@ -157,6 +157,12 @@ class FakeAlipay:
         )
         with self._lock:
             self.calls.append(Call(name, params, biz, signature_ok))
+            if params.get("app_id") != self.app_id:  # as Alipay: unsigned, under error_response
+                answer = _error(
+                    "40002", "Invalid Arguments", "isv.invalid-app-id", "无效的AppID参数"
+                )
+                body = json.dumps({"error_response": answer}, ensure_ascii=False).encode()
+                return 200, {"Content-Type": "text/html;charset=utf-8"}, body
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1
                 return 502, {"Content-Type": "text/html"}, b"<html>Bad Gateway</html>"

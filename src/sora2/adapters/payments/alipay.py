@@ -265,6 +265,8 @@ class AlipayPayments:
             raise Unavailable(UNAVAILABLE_MESSAGE)
         text = r.text
         node = method.replace(".", "_") + "_response"
+        if f'"{node}"' not in text:  # what Alipay answers when it cannot tell whose call it was
+            node = "error_response"
         try:
             start = text.index(f'"{node}"')
             start = text.index(":", start) + 1
