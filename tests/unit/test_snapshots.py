@@ -294,3 +294,43 @@ def test_latest_snapshot_plus_later_events_is_the_full_replay(
         )
     finally:
         log.close()
+
+
+def test_a_cached_aggregate_is_brought_up_to_date_with_another_process_saves(
+    log: EventLog, tmp_path: Path
+) -> None:
+    """The aggregate cache: each load reads the events saved since the cached version,
+    so a second process's save is never missed and never overwritten."""
+    other = EventLog(env=log.env)  # a second process on the same store
+    try:
+        user_id = uuid4()
+        ledger = CreditLedger(user_id, NOW)
+        ledger.reward(100, "signup", NOW)
+        log.commit(ledger)
+        assert log.load(CreditLedger, ledger.id).balance == 100  # now cached here
+
+        theirs = other.load(CreditLedger, ledger.id)
+        theirs.reserve(uuid4(), 30, NOW)
+        other.commit(theirs)
+
+        ours = log.load(CreditLedger, ledger.id)
+        assert (ours.balance, ours.version) == (70, theirs.version)
+        ours.reserve(uuid4(), 70, NOW)
+        log.commit(ours)  # no conflict: it was up to date
+        assert other.load(CreditLedger, ledger.id).balance == 0
+    finally:
+        other.close()
+
+
+def test_a_command_that_fails_after_changing_its_copy_leaves_the_cache_untouched(
+    log: EventLog,
+) -> None:
+    ledger = CreditLedger(uuid4(), NOW)
+    ledger.reward(10, "signup", NOW)
+    log.commit(ledger)
+    copy = log.load(CreditLedger, ledger.id)
+    copy.reserve(uuid4(), 10, NOW)  # decided, then the command fails before its save
+    with pytest.raises(DomainError):
+        copy.reserve(uuid4(), 1, NOW)
+    again = log.load(CreditLedger, ledger.id)
+    assert (again.balance, again.version) == (10, ledger.version)

@@ -39,8 +39,13 @@ class EventLog(Application[UUID]):
     # (bench/bench_history.py; at 100 it would cost 3x). A snapshot is one small row.
     snapshotting_intervals = {CreditLedger: 10, Session: 10, User: 10, Video: 10}
 
+    # Aggregates stay in memory between commands: a load then reads only the events saved
+    # since (the library's fast-forward, one query, by any process), not the snapshot and
+    # the events after it. Loads are deep copies, so a command that fails leaves no trace.
+    CACHE = {"AGGREGATE_CACHE_MAXSIZE": "20000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+
     def __init__(self, env: Any = None) -> None:
-        super().__init__(env)
+        super().__init__({**self.CACHE, **(env or {})})
         self._on_commit: list[Callable[[int], None]] = []
         self._group = GroupCommit(self._record)
 
