@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from sora2.adapters.clock import SystemClock
-from sora2.adapters.event_store import ping, postgres_env, sqlite_env
+from sora2.adapters.event_store import ping, postgres_env, schema_setup, sqlite_env
 from sora2.adapters.jobs.runners import new_runner_id, runner_is_gone
 from sora2.adapters.mail.outbox import OutboxMailer
 from sora2.adapters.payments.sandbox import SandboxPayments
@@ -124,20 +124,23 @@ def bootstrap(
     next request may reach another process; its queries then wait for the log's head."""
     clock = clock or SystemClock()
     store_env = _event_store_env(settings)
-    event_log = EventLog(env=store_env)
-    views = _read_model_view(event_log, store_env)
+    extras: dict[str, Any] = {}
+    with schema_setup(store_env):  # every table and function, one starting process at a time
+        event_log = EventLog(env=store_env)
+        views = _read_model_view(event_log, store_env)
+        board = _job_board(views, store_env)
+        idempotency = _idempotency(views, store_env)
+        relay_lane = _relay_lane(settings, event_log, extras)
     read_models = Lane(ProjectionProcessor(ReadModels(views)), LogReader(event_log))
     runner = ProcessingRunner(event_log, [read_models])
     seen = ReadYourWrites(read_models, head=LogReader(event_log).head if shared_processes else None)
     if shared_processes:  # the access check reads the head with its row: one round trip
         views.follow_log(event_log.recorder.events_table_name, read_models.name)
-    board = _job_board(views, store_env)
     hasher = hasher or Argon2PasswordHasher()
     mailer = mailer or _mailer(settings)
     storage = storage or _storage(settings)
-    extras: dict[str, Any] = {}
     payments = payments or _payments(settings, extras, event_log)
-    if (relay_lane := _relay_lane(settings, event_log, extras)) is not None:
+    if relay_lane is not None:
         runner.add(relay_lane)
     accounts = Accounts(
         event_log,
@@ -200,7 +203,7 @@ def bootstrap(
         rate_limits=_rate_limits(settings),
         videos=videos,
         jobs=jobs,
-        idempotency=_idempotency(views, store_env),
+        idempotency=idempotency,
         expiry=OrderExpiry(orders),
         links=SignedLinks(
             hashlib.sha256(b"links:" + settings.jwt_secret.encode()).digest(),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -34,6 +37,9 @@ def postgres_env(database_url: str, schema: str | None) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "32",
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
+        # a pooled connection is checked before each use: one the server ended (a restart,
+        # a failover, pg_terminate_backend) is replaced instead of failing a request
+        "POSTGRES_PRE_PING": "y",
     }
     if schema:
         env["POSTGRES_SCHEMA"] = schema
@@ -42,8 +48,37 @@ def postgres_env(database_url: str, schema: str | None) -> dict[str, str]:
 
 
 def ensure_schema(env: dict[str, str], schema: str) -> None:
-    with psycopg.connect(**_connect_args(env), autocommit=True) as conn:
+    # two processes creating one schema at once: the second would fail on pg_namespace
+    with psycopg.connect(**_connect_args(env)) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_setup_lock_key(schema),))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def schema_setup(env: dict[str, str]) -> Iterator[None]:
+    """Create tables and functions one process at a time.
+
+    eventsourcing re-creates its tables and functions at each start (`CREATE OR REPLACE
+    FUNCTION`), and PostgreSQL fails one of two such statements racing on one function
+    ("tuple concurrently updated"): processes started together take turns on a session
+    advisory lock, held on a connection of its own for the whole set-up.
+    """
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        yield
+        return
+    key = _setup_lock_key(env.get("POSTGRES_SCHEMA") or "public")
+    with psycopg.connect(**_connect_args(env), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def _setup_lock_key(schema: str) -> int:
+    """A signed 64-bit advisory-lock key of this schema's set-up."""
+    digest = hashlib.sha256(f"sora2 schema set-up {schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def drop_schema(env: dict[str, str], schema: str) -> None:

@@ -1,8 +1,9 @@
 """Background video jobs: render each requested video in a worker thread.
 
-At most `concurrency` jobs render at once; the rest wait in the pool's queue. New requests
-arrive through the job-dispatch processor (`submit`), cancels too (`cancel`), from any
-process. On start-up, `resume()` picks up every video a crash left PENDING or PROCESSING,
+At most `concurrency` jobs render at once; the rest wait, and a job some runner had already
+claimed (a crashed runner's, to take over) goes before every new one, so a survivor resumes
+it within the lease, however long the queue. New requests arrive through the job-dispatch
+processor (`submit`), cancels too (`cancel`), from any process. On start-up, `resume()` picks up every video a crash left PENDING or PROCESSING,
 so no paid job is lost; a sweeper keeps doing so. Each runner has an id; a job is claimed on
 the job board (see `Videos.start_job`) and kept alive by heartbeats there, so two runners
 never render one video unless its runner is gone or silent past the lease.
@@ -10,6 +11,8 @@ never render one video unless its runner is gone or silent past the lease.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import shutil
 import tempfile
@@ -61,17 +64,23 @@ class VideoJobs:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="video-job")
         self._cancelled: dict[UUID, threading.Event] = {}
         self._futures: dict[UUID, Future[None]] = {}
+        self._waiting: list[tuple[int, int, UUID]] = []  # (priority, arrival, video): a heap
+        self._arrivals = itertools.count()
         self._lock = threading.Lock()
         self._closed = False
         self.sweeps = 0  # sweeps finished: operators (and drills) see the sweeper alive
         self.claims_refused = 0  # jobs left to a live runner elsewhere
 
-    def submit(self, video_id: UUID) -> None:
+    def submit(self, video_id: UUID, takeover: bool = False) -> None:
+        """Queue the video's job; `takeover`: some runner claimed it before (it goes first)."""
         with self._lock:
             if self._closed or video_id in self._futures:
                 return
             self._cancelled[video_id] = threading.Event()
-            self._futures[video_id] = self._pool.submit(self._run, video_id)
+            heapq.heappush(self._waiting, (0 if takeover else 1, next(self._arrivals), video_id))
+            self._futures[video_id] = Future()  # done when this video's job is
+            # each task the pool runs takes the first waiting job, not the one it was made for
+            self._pool.submit(self._run_next)
 
     def cancel(self, video_id: UUID) -> None:
         with self._lock:
@@ -82,8 +91,9 @@ class VideoJobs:
         """Queue every unfinished video again (the claim decides who renders); how many."""
         self._remove_abandoned_folders()
         unfinished = self.videos.views.unfinished_videos()
+        claimed = self.videos.board.states(unfinished) if unfinished else {}
         for video_id in unfinished:
-            self.submit(video_id)
+            self.submit(video_id, takeover=video_id in claimed)
         return len(unfinished)
 
     def sweep_forever(self, interval: float = 2.0) -> None:
@@ -124,8 +134,19 @@ class VideoJobs:
             for flag in self._cancelled.values():
                 flag.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        with self._lock:  # jobs that never started will not: their waiters are told
+            for _, _, video_id in self._waiting:
+                if (future := self._futures.get(video_id)) is not None:
+                    future.cancel()
         if self._sweeper is not None and wait:
             self._sweeper.join(timeout=10)
+
+    def _run_next(self) -> None:
+        with self._lock:
+            if not self._waiting:
+                return
+            _, _, video_id = heapq.heappop(self._waiting)
+        self._run(video_id)
 
     def _run(self, video_id: UUID) -> None:
         try:
@@ -137,7 +158,9 @@ class VideoJobs:
         finally:
             with self._lock:
                 self._cancelled.pop(video_id, None)
-                self._futures.pop(video_id, None)
+                done = self._futures.pop(video_id, None)
+            if done is not None and not done.done():
+                done.set_result(None)
 
     def _render(self, video_id: UUID) -> None:
         flag = self._cancelled[video_id]

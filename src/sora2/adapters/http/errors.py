@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
@@ -56,6 +57,10 @@ def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
             message = f"no route for {request.method} {request.url.path}"
         elif status == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
+    elif isinstance(exc, OperationalError | InterfaceError):  # the database is away
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        status, message = 503, "The database is not reachable; try again in a moment."
+        headers = {"Retry-After": "1"}
     else:  # the trace goes to the log only
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         status, message = 500, "Something went wrong on our side."
