@@ -4,9 +4,10 @@ At most `concurrency` jobs render at once; the rest wait, and a job some runner 
 claimed (a crashed runner's, to take over) goes before every new one, so a survivor resumes
 it within the lease, however long the queue. New requests arrive through the job-dispatch
 processor (`submit`), cancels too (`cancel`), from any process. On start-up, `resume()`
-picks up every video a crash left PENDING or PROCESSING, so no paid job is lost; a sweeper keeps doing so. Each runner has an id; a job is claimed on
-the job board (see `Videos.start_job`) and kept alive by heartbeats there, so two runners
-never render one video unless its runner is gone or silent past the lease.
+picks up every video a crash left PENDING or PROCESSING, so no paid job is lost; a sweeper
+keeps doing so. Each runner has an id; a job is claimed on the job board (see
+`Videos.start_job`) and kept alive by heartbeats there, so two runners never render one
+video unless its runner is gone or silent past the lease.
 """
 
 from __future__ import annotations
