@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.backends import POSTGRES_URL
+from tests.support.fake_video_provider import running_fake_provider
 from tests.support.processes import Cluster, Sora2Process, cluster, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -121,3 +122,61 @@ def owner_pid(group: Cluster, video_id: str) -> int | None:
     worker = psql(f"SELECT worker FROM \"{group.schema}\".video_jobs WHERE video_id = '{video_id}'")
     parts = worker.rsplit(":", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def test_a_crashed_runners_job_is_taken_over_before_the_jobs_waiting_behind_it(
+    tmp_path: Path,
+) -> None:
+    with (
+        running_fake_provider(polls_to_complete=4) as provider,  # ~8 s a video (2 s polls)
+        cluster(
+            tmp_path,
+            "postgres",
+            VIDEO_JOBS="off",
+            VIDEO_JOB_CONCURRENCY="1",
+            VIDEO_JOB_LEASE_SECONDS="10",
+            VIDEO_PROVIDER_URL=provider.base_url,
+            VIDEO_PROVIDER_API_KEY=provider.api_key,
+        ) as group,
+    ):
+        server = group.serve()
+        workers = [group.start("worker") for _ in range(2)]
+        for worker in workers:
+            wait_until(lambda w=worker: "taking video jobs" in w.output(), 120, worker.name)
+        token = register(server)
+        with server.client(token) as c:
+            paid = c.post("/api/credits/recharge", json={"credits": 30, "paymentMethod": "STRIPE"})
+            assert paid.status_code == 201, paid.text
+
+            def generate(prompt: str) -> str:
+                r = c.post("/api/videos/generate", json={"prompt": prompt})
+                assert r.status_code == 201, r.text
+                return r.json()["id"]
+
+            def status(video_id: str) -> str:
+                return c.get(f"/api/videos/{video_id}").json()["status"]
+
+            crashed = generate("the crashed runner's video")
+            first_owner = wait_until(lambda: owner_pid(group, crashed), 60, "a runner to claim")
+            victim = next(w for w in workers if w.process.pid == first_owner)
+            survivor = next(w for w in workers if w is not victim)
+            busy = generate("keeps the survivor busy")
+            wait_until(lambda: owner_pid(group, busy) == survivor.process.pid, 60, "busy claimed")
+            waiting = [generate(f"waiting {i}") for i in range(6)]
+
+            victim.kill()
+            killed_at = time.monotonic()
+            wait_until(
+                lambda: owner_pid(group, crashed) == survivor.process.pid,
+                timeout=10 + 8 + 15,  # the lease, the render the survivor is busy with, slack
+                what="the survivor to take the crashed job over",
+            )
+            taken_after = time.monotonic() - killed_at
+            wait_until(lambda: status(crashed) == "COMPLETED", 120, "the taken-over video")
+            done_before = [v for v in waiting if status(v) == "COMPLETED"]
+            # the survivor may have started one waiting job before its sweep saw the crash
+            assert len(done_before) <= 1, (taken_after, done_before)
+            for video_id in [busy, *waiting]:
+                wait_until(lambda v=video_id: status(v) == "COMPLETED", 180, video_id)
+            assert c.get("/api/credits/balance").json() == {"balance": 0}  # each charged once
+        assert survivor.alive(), survivor.output()
