@@ -46,7 +46,7 @@ def test_eight_workers_and_two_servers_started_at_once_on_a_fresh_schema_all_sta
 ) -> None:
     with cluster(tmp_path, "postgres", VIDEO_JOBS="off") as group:
         workers = [group.start("worker") for _ in range(8)]
-        servers = [group.start("serve") for _ in range(2)]
+        servers = [group.start("serve", "--workers", "2") for _ in range(2)]  # 4 HTTP processes
         for server in servers:
             server.wait_ready(timeout=120)
         for worker in workers:  # each says it takes jobs once its container is built

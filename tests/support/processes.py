@@ -122,6 +122,7 @@ class Cluster:
 def cluster(folder: Path, backend: str = "sqlite", **env: str) -> Iterator[Cluster]:
     """Processes on one SQLite folder or one fresh PostgreSQL schema (dropped afterwards)."""
     base = {k: v for k, v in os.environ.items() if k not in FOREIGN}
+    base["WEB_CONCURRENCY"] = "1"  # one HTTP process unless a test asks for more
     base.update(base_env(folder, **env))
     schema = None
     if backend == "postgres":

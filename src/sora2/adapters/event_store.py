@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,7 +69,10 @@ def schema_setup(env: dict[str, str]) -> Iterator[None]:
         return
     key = _setup_lock_key(env.get("POSTGRES_SCHEMA") or "public")
     with psycopg.connect(**_connect_args(env), autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        # polled, not awaited in one call: a blocking wait holds the GIL, and uvicorn's
+        # supervisor kills a child that cannot answer its health check for 5 s
+        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            time.sleep(0.05)
         try:
             yield
         finally:
