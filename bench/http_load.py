@@ -82,12 +82,16 @@ def wrk(
     script = Path(tempfile.mkdtemp()) / "load.lua"
     script.write_text(
         "local tokens = " + json.dumps(tokens).replace("[", "{").replace("]", "}") + "\n"
-        "local i = 0\n"
+        # each of wrk's threads takes every other token, so two threads never send as the
+        # same user at once (a user racing themselves is not what is measured)
+        "local n = 0\n"
+        "setup = function(thread) thread:set('offset', n); n = n + 1 end\n"
+        "local i = nil\n"
         f"wrk.method = '{method}'\n"
         + (f"wrk.body = {json.dumps(body)}\n" if body is not None else "")
         + "wrk.headers['Content-Type'] = 'application/json'\n"
         "request = function()\n"
-        "  i = i + 1\n"
+        "  i = (i or offset) + 2\n"
         "  if #tokens > 0 then\n"
         "    wrk.headers['Authorization'] = 'Bearer ' .. tokens[(i % #tokens) + 1]\n"
         "  end\n"
