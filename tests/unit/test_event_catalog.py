@@ -52,6 +52,10 @@ def every_kind_of_event() -> list[Any]:
     user.change_password("$argon2id$second-hash", next(t))
     user.request_password_reset("reset-token-hash", T0 + timedelta(days=1), next(t))
     user.reset_password("reset-token-hash", "$argon2id$third-hash", next(t))
+    admin_id = uuid4()
+    user.change_role("ADMIN", "cli", next(t))
+    user.suspend(admin_id, "spam", next(t))
+    user.unsuspend(admin_id, next(t))
 
     ledger = CreditLedger(user_id=user.id, timestamp=next(t))
     ledger.reward(10, "Signup bonus", next(t))
@@ -68,6 +72,8 @@ def every_kind_of_event() -> list[Any]:
     ledger.recharge(refunded.id, 50, next(t))
     refunded.refund(uuid4(), "asked by the customer", next(t))
     ledger.reverse(refunded.id, 50, next(t))
+    ledger.adjust(-5, admin_id, "duplicate bonus", next(t))
+    ledger.adjust(5, admin_id, "goodwill", next(t))
 
     done, broken, dropped = (
         Video.request(uuid4(), user.id, "a cat", 5, "16:9", 1, next(t)) for _ in range(3)
@@ -83,9 +89,9 @@ def every_kind_of_event() -> list[Any]:
     done.share("share-token-hash", next(t))
     done.revoke_share(next(t))
     done.delete(next(t))
-    broken.fail("provider error", next(t))
+    broken.fail("provider error", next(t), "moderation_blocked")
     ledger.refund(broken.id, next(t))
-    dropped.cancel(next(t))
+    dropped.cancel(next(t), admin_id)
     ledger.refund(dropped.id, next(t))
 
     token = uuid4()

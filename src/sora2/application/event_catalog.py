@@ -48,6 +48,9 @@ AGGREGATES: dict[type[Aggregate], tuple[str, tuple[type, ...]]] = {
             User.PasswordChanged,
             User.PasswordResetRequested,
             User.PasswordReset,
+            User.RoleChanged,
+            User.Suspended,
+            User.Unsuspended,
         ),
     ),
     CreditLedger: (
@@ -59,6 +62,7 @@ AGGREGATES: dict[type[Aggregate], tuple[str, tuple[type, ...]]] = {
             CreditLedger.Reserved,
             CreditLedger.Refunded,
             CreditLedger.Reversed,
+            CreditLedger.Adjusted,
             CreditLedger.Settled,
         ),
     ),

@@ -20,6 +20,8 @@ from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict, InsufficientCredits, InvalidInput
 
+MAX_ADJUSTMENT = 1_000_000  # credits one adjustment may move, either way
+
 
 class CreditLedger(Aggregate):
     class Opened(Aggregate.Created):
@@ -59,6 +61,15 @@ class CreditLedger(Aggregate):
         order_id: UUID
         amount: int
         balance: int
+
+    class Adjusted(Aggregate.Event):
+        """An admin's correction, either sign: the ADJUSTMENT entry."""
+
+        user_id: UUID
+        amount: int  # signed
+        balance: int
+        admin_id: UUID
+        reason: str
 
     class Settled(Aggregate.Event):
         """The video was delivered: its reservation can no longer be refunded."""
@@ -111,6 +122,20 @@ class CreditLedger(Aggregate):
             + (f" ({held} more are reserved by videos in progress)" if held else "")
             + f", {amount - self.balance} short"
         )
+
+    def adjust(self, amount: int, admin_id: UUID, reason: str, timestamp: datetime) -> None:
+        """Add (or, negative, take) credits on an admin's word; never below zero."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+            raise InvalidInput("an adjustment must be a non-zero whole number of credits")
+        if abs(amount) > MAX_ADJUSTMENT:
+            raise InvalidInput(f"an adjustment can move at most {MAX_ADJUSTMENT:,} credits")
+        if not reason.strip():
+            raise InvalidInput("an adjustment needs a reason")
+        if self.balance + amount < 0:
+            raise Conflict(
+                f"the adjustment would take the balance below zero ({self.balance} available)"
+            )
+        self._adjusted(self.user_id, amount, self.balance + amount, admin_id, reason, timestamp)
 
     def reserve(self, video_id: UUID, amount: int, timestamp: datetime) -> None:
         _positive(amount)
@@ -191,6 +216,18 @@ class CreditLedger(Aggregate):
     ) -> None:
         self.balance = balance
         self._reversals.append(str(order_id))
+
+    @event(Adjusted)
+    def _adjusted(
+        self,
+        user_id: UUID,
+        amount: int,
+        balance: int,
+        admin_id: UUID,
+        reason: str,
+        timestamp: datetime,
+    ) -> None:
+        self.balance = balance
 
     @event(Settled)
     def _settled(self, user_id: UUID, video_id: UUID, timestamp: datetime) -> None:

@@ -1,4 +1,8 @@
-"""A user account: identity, profile, password and the epoch that invalidates sessions.
+"""A user account: identity, profile, password, role, and the epoch that invalidates sessions.
+
+Role changes and suspensions are an operator's decisions: their events name who made them
+(an admin's id, or "cli" for `sora2 admin grant|revoke`), and they bump the epoch, so every
+session started before them ends (a token carries the role it was issued with).
 
 The password hash lives in the events so the account can be rebuilt from the log;
 the NATS publisher leaves it out of what it publishes.
@@ -9,13 +13,15 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from sora2.domain.errors import NotAuthenticated
+from sora2.domain.errors import Conflict, InvalidInput, NotAuthenticated
 from sora2.domain.users.rules import check_username, normalize_email
 
 ROLES = ("USER", "ADMIN")
 
 
 class User(Aggregate):
+    suspended = False  # for snapshots taken before suspension existed
+
     class Registered(Aggregate.Created):
         email: str
         username: str
@@ -47,6 +53,23 @@ class User(Aggregate):
         password_hash: str
         session_epoch: int
 
+    class RoleChanged(Aggregate.Event):
+        """USER ↔ ADMIN, by an operator; every session started before it is revoked."""
+
+        role: str
+        by: str  # who decided: an admin's user id, or "cli"
+        session_epoch: int
+
+    class Suspended(Aggregate.Event):
+        """An admin stopped the account: its sessions end and it cannot sign in."""
+
+        admin_id: UUID
+        reason: str
+        session_epoch: int
+
+    class Unsuspended(Aggregate.Event):
+        admin_id: UUID
+
     @event(Registered)
     def __init__(
         self,
@@ -65,6 +88,7 @@ class User(Aggregate):
         self.session_epoch = 0
         self.reset_token_hash: str | None = None
         self.reset_expires_at: datetime | None = None
+        self.suspended = False
 
     @classmethod
     def register(
@@ -116,6 +140,43 @@ class User(Aggregate):
         ):
             raise NotAuthenticated("the reset link is invalid or has expired")
         self._password_reset(password_hash, self.session_epoch + 1, timestamp)
+
+    def change_role(self, role: str, by: str, timestamp: datetime) -> bool:
+        """Make the user `role`; False (nothing recorded) if they already are."""
+        if role not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        if not by:
+            raise InvalidInput("a role change must name who made it")
+        if role == self.role:
+            return False
+        self._role_changed(role, by, self.session_epoch + 1, timestamp)
+        return True
+
+    def suspend(self, admin_id: UUID, reason: str, timestamp: datetime) -> None:
+        if self.suspended:
+            raise Conflict("the account is already suspended")
+        self._suspended(admin_id, reason, self.session_epoch + 1, timestamp)
+
+    def unsuspend(self, admin_id: UUID, timestamp: datetime) -> None:
+        if not self.suspended:
+            raise Conflict("the account is not suspended")
+        self._unsuspended(admin_id, timestamp)
+
+    @event(RoleChanged)
+    def _role_changed(self, role: str, by: str, session_epoch: int, timestamp: datetime) -> None:
+        self.role = role
+        self.session_epoch = session_epoch
+
+    @event(Suspended)
+    def _suspended(
+        self, admin_id: UUID, reason: str, session_epoch: int, timestamp: datetime
+    ) -> None:
+        self.suspended = True
+        self.session_epoch = session_epoch
+
+    @event(Unsuspended)
+    def _unsuspended(self, admin_id: UUID, timestamp: datetime) -> None:
+        self.suspended = False
 
     @event(EmailChanged)
     def _email_changed(self, email: str, timestamp: datetime) -> None:

@@ -16,9 +16,20 @@ DURATIONS = (5, 10, 15, 20)
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 PROMPT_MAX_LENGTH = 2000
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
+# Why a video failed, for clients to act on (the error text is for people).
+FAILURE_CODES = (
+    "moderation_blocked",  # the provider's content policy refused the prompt or the output
+    "provider_error",  # the provider could not make it
+    "provider_unavailable",  # the provider did not answer, even after retries
+    "timeout",  # the provider took longer than allowed
+    "render_error",  # the local renderer could not make it
+    "internal_error",  # a fault on our side
+)
 
 
 class Video(Aggregate):
+    error_code = None  # for snapshots taken before failure codes existed
+
     class Requested(Aggregate.Created):
         user_id: UUID
         prompt: str
@@ -45,9 +56,10 @@ class Video(Aggregate):
 
     class Failed(Aggregate.Event):
         error: str
+        code: str = ""  # FAILURE_CODES; "" in events written before codes existed
 
     class Cancelled(Aggregate.Event):
-        pass
+        admin_id: UUID | None = None  # an admin's cancel names them; the owner's does not
 
     class Shared(Aggregate.Event):
         token_hash: str
@@ -82,6 +94,7 @@ class Video(Aggregate):
         self.video_key: str | None = None
         self.thumbnail_key: str | None = None
         self.error: str | None = None
+        self.error_code: str | None = None
         self.share_token_hash: str | None = None
         self.share_generation = 0
         self.deleted = False
@@ -132,15 +145,17 @@ class Video(Aggregate):
             raise Conflict(f"a {self.status} video cannot complete")
         self._completed(video_key, thumbnail_key, timestamp)
 
-    def fail(self, error: str, timestamp: datetime) -> None:
+    def fail(self, error: str, timestamp: datetime, code: str = "provider_error") -> None:
         if self.is_final:
             raise Conflict(f"a {self.status} video cannot fail")
-        self._failed(scrub_text(error)[:500] or "generation failed", timestamp)
+        if code not in FAILURE_CODES:
+            code = "provider_error"
+        self._failed(scrub_text(error)[:500] or "generation failed", timestamp, code)
 
-    def cancel(self, timestamp: datetime) -> None:
+    def cancel(self, timestamp: datetime, admin_id: UUID | None = None) -> None:
         if self.status not in ("PENDING", "PROCESSING"):
             raise Conflict(f"a {self.status} video cannot be cancelled")
-        self._cancelled(timestamp)
+        self._cancelled(timestamp, admin_id)
 
     def share(self, token_hash: str, timestamp: datetime) -> None:
         if self.status != "COMPLETED":
@@ -186,13 +201,14 @@ class Video(Aggregate):
         self.thumbnail_key = thumbnail_key
 
     @event(Failed)
-    def _failed(self, error: str, timestamp: datetime) -> None:
+    def _failed(self, error: str, timestamp: datetime, code: str = "") -> None:
         self.status = "FAILED"
         self.error = error
+        self.error_code = code or None
         self.seconds_remaining = None
 
     @event(Cancelled)
-    def _cancelled(self, timestamp: datetime) -> None:
+    def _cancelled(self, timestamp: datetime, admin_id: UUID | None = None) -> None:
         self.status = "CANCELLED"
         self.seconds_remaining = None
 
