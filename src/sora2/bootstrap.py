@@ -21,8 +21,10 @@ from sora2.adapters.payments.sandbox import SandboxPayments
 from sora2.adapters.security.passwords import Argon2PasswordHasher
 from sora2.adapters.security.tokens import TokenSigner
 from sora2.application.accounts import Accounts
+from sora2.application.admin import Admin
 from sora2.application.credits import Credits
 from sora2.application.event_log import EventLog
+from sora2.application.moderation import ALLOW_ALL, PromptPolicy
 from sora2.application.order_expiry import OrderExpiry
 from sora2.application.orders import Orders
 from sora2.application.payment_notices import PaymentNotices
@@ -76,6 +78,7 @@ class Sora2:
     idempotency: Any
     expiry: OrderExpiry
     links: SignedLinks  # media and event-stream URLs that need no header
+    admin: Admin
     extras: dict[str, Any] = field(default_factory=dict)
 
     def ready(self) -> list[LaneStatus]:
@@ -172,6 +175,7 @@ def bootstrap(
         clock,
         settings.video_credits_per_second,
         share_secret=hashlib.sha256(b"share:" + settings.jwt_secret.encode()).digest(),
+        policy=_prompt_policy(settings),
     )
     jobs = VideoJobs(
         videos,
@@ -210,6 +214,7 @@ def bootstrap(
             settings.media_url_ttl,
             clock,
         ),
+        admin=Admin(event_log, views, seen, videos, clock),
         extras=extras,
     )
 
@@ -276,6 +281,14 @@ def _generator(settings: Settings) -> VideoGenerator:
     from sora2.adapters.rendering.local import LocalRenderer, bundled_cjk_font
 
     return LocalRenderer(font_path=settings.render_font_path or bundled_cjk_font())
+
+
+def _prompt_policy(settings: Settings) -> PromptPolicy:
+    if settings.moderation_blocklist is None:
+        return ALLOW_ALL
+    from sora2.adapters.moderation.blocklist import BlocklistFile
+
+    return BlocklistFile(settings.moderation_blocklist)
 
 
 def _idempotency(views: ReadModelView, env: dict[str, str]) -> Any:

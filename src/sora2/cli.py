@@ -1,4 +1,5 @@
-"""The `sora2` command: `serve` the API, `worker` to render videos, `ledger …` for auditors."""
+"""The `sora2` command: `serve` the API, `worker` to render videos, `ledger …` for auditors,
+`admin grant|revoke` for operators."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     from sora2.adapters.cli_views import add_views_commands
 
     add_views_commands(commands)
+    from sora2.adapters.cli_admin import add_admin_commands
+
+    add_admin_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -59,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return worker(settings)
     if args.command == "views":
         return views(args, settings)
+    if args.command == "admin":
+        return admin(args, settings)
     return 1
 
 
@@ -105,6 +111,12 @@ def views(args: argparse.Namespace, settings: Settings) -> int:
     from sora2.adapters.cli_views import run_views_command
 
     return _one_command(settings, lambda sora2: run_views_command(args, sora2))
+
+
+def admin(args: argparse.Namespace, settings: Settings) -> int:
+    from sora2.adapters.cli_admin import run_admin_command
+
+    return _one_command(settings, lambda sora2: run_admin_command(args, sora2))
 
 
 def _one_command(settings: Settings, command: Callable[[Sora2], int]) -> int:

@@ -157,6 +157,7 @@ class Settings(BaseSettings):
     video_provider_api_key: str | None = Field(None, **SECRET)
     video_provider_model: str = "sora-2"
     render_font_path: Path | None = None
+    moderation_blocklist: Path | None = None  # blocked prompt terms, one per line
     payments_sandbox: bool = True  # every method pays at once; never in production
     stripe_secret_key: str | None = Field(None, **SECRET)
     stripe_webhook_secret: str | None = Field(None, **SECRET)
@@ -192,6 +193,16 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("moderation_blocklist")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                value.read_bytes()
+            except OSError as error:
+                raise ValueError(f"must name a readable file ({error.strerror})") from None
+        return value
 
     @field_validator("stripe_currency")
     @classmethod

@@ -176,6 +176,8 @@ def _history_row(number: int, entry: Entry) -> str:
         str(entry.reference) if entry.reference else "-",
         entry.id,
     )
+    if entry.type == "ADJUSTMENT":  # who corrected the balance, and why
+        row += f"  by admin {entry.admin_id or '(none)'}: {entry.reason or ''}"
     if entry.recorded_balance != entry.balance:  # `ledger verify` explains; flag it here too
         row += f"  ! the event records balance {entry.recorded_balance}"
     return row

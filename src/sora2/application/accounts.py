@@ -22,7 +22,7 @@ from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import Access, UserRow
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
-from sora2.domain.errors import Conflict, NotAuthenticated, NotFound, TooLarge
+from sora2.domain.errors import Conflict, Forbidden, NotAuthenticated, NotFound, TooLarge
 from sora2.domain.users.claim import Claim
 from sora2.domain.users.rules import check_password, check_username, normalize_email
 from sora2.domain.users.session import Session
@@ -97,6 +97,8 @@ class Accounts:
         # verify even for unknown emails, so timing does not reveal which accounts exist
         if not self.hasher.verify(stored_hash, password) or user is None:
             raise NotAuthenticated("invalid email or password")
+        if user.suspended:
+            raise Forbidden("this account is suspended; contact support")
         session = Session(
             id=uuid4(),
             user_id=user.id,
@@ -114,6 +116,8 @@ class Accounts:
             if session is None:
                 raise NotAuthenticated("invalid refresh token")
             user = self.log.load(User, session.user_id, "user")
+            if user.suspended:
+                raise Forbidden("this account is suspended; contact support")
             if session.epoch != user.session_epoch:
                 raise NotAuthenticated("this session was revoked; sign in again")
             fresh = session.rotate(token_id, uuid4(), self.clock.now())

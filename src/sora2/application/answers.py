@@ -23,6 +23,7 @@ def user_row(user: User) -> UserRow:
         user.created_on,
         user.modified_on,
         user.session_epoch,
+        user.suspended,
     )
 
 
@@ -56,4 +57,5 @@ def video_row(video: Video) -> VideoRow:
         video.share_token_hash,
         video.created_on,
         video.modified_on,
+        video.error_code,
     )

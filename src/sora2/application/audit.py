@@ -25,6 +25,7 @@ from sora2.application.projections.rows import CreditRow
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
 from sora2.domain.orders.order import Order
+from sora2.domain.users.user import User
 from sora2.domain.videos.video import Video
 
 PAGE_SIZE = 1_000
@@ -38,13 +39,15 @@ class Entry:
 
     id: UUID
     user_id: UUID
-    type: str  # RECHARGE | CONSUME | REFUND | REWARD | REVERSAL
-    amount: int  # signed: negative for CONSUME and REVERSAL
+    type: str  # RECHARGE | CONSUME | REFUND | REWARD | REVERSAL | ADJUSTMENT
+    amount: int  # signed: negative for CONSUME and REVERSAL, either sign for ADJUSTMENT
     balance: int  # running balance computed by the fold
     recorded_balance: int  # the balance the event itself carries
     reference: UUID | None  # the order (RECHARGE, REVERSAL) or video (CONSUME, REFUND)
     created_at: datetime
     position: int  # the event's notification id in the log
+    admin_id: UUID | None = None  # who made an ADJUSTMENT
+    reason: str | None = None  # and why
 
     def as_record(self) -> dict[str, Any]:
         """The export row: the API's Credit field names."""
@@ -106,6 +109,7 @@ class _Fold:
     problems: list[str] = field(default_factory=list)
     running: dict[UUID, int] = field(default_factory=dict)  # user -> balance so far
     ledger_owner: dict[UUID, UUID] = field(default_factory=dict)  # ledger id -> its user
+    roles: dict[UUID, str] = field(default_factory=dict)  # user -> role so far
 
 
 class LedgerAudit:
@@ -216,6 +220,8 @@ class LedgerAudit:
             e = stored.event
             fold.events += 1
             fold.position = stored.position
+            if isinstance(e, User.Registered | User.RoleChanged):
+                fold.roles[e.originator_id] = e.role
             if isinstance(e, CreditLedger.Opened):
                 ledger_owner[e.originator_id] = e.user_id
                 fold.ledger_users.add(e.user_id)
@@ -247,6 +253,11 @@ class LedgerAudit:
             fold.entries.append(entry)
             fold.by_user[entry.user_id].append(entry)
             fold.problems += _check_entry(entry)
+            if entry.admin_id and fold.roles.get(entry.admin_id) != "ADMIN":
+                fold.problems.append(
+                    f"user {entry.user_id}: ADJUSTMENT entry {entry.id} names {entry.admin_id},"
+                    " who was not an ADMIN at the time"
+                )
             if entry.type == "CONSUME":
                 fold.videos[entry.reference].reserved.append(entry)  # type: ignore[index]
             elif entry.type == "REFUND":
@@ -297,12 +308,24 @@ def _entry(e: Any, position: int, running: dict[UUID, int]) -> Entry | None:
         kind, amount, reference = "REFUND", e.amount, e.video_id
     elif isinstance(e, CreditLedger.Reversed):
         kind, amount, reference = "REVERSAL", -e.amount, e.order_id
+    elif isinstance(e, CreditLedger.Adjusted):
+        kind, amount, reference = "ADJUSTMENT", e.amount, None
     else:
         return None
     balance = running.get(e.user_id, 0) + amount
     running[e.user_id] = balance
+    admin = (getattr(e, "admin_id", None), getattr(e, "reason", None))
     return Entry(
-        event_id(e), e.user_id, kind, amount, balance, e.balance, reference, e.timestamp, position
+        event_id(e),
+        e.user_id,
+        kind,
+        amount,
+        balance,
+        e.balance,
+        reference,
+        e.timestamp,
+        position,
+        *admin,
     )
 
 
@@ -310,8 +333,10 @@ def _check_entry(entry: Entry) -> list[str]:
     problems = []
     where = f"user {entry.user_id}, {entry.type} entry {entry.id} (log position {entry.position})"
     spends = entry.type in ("CONSUME", "REVERSAL")
-    if entry.amount == 0 or (entry.amount < 0) != spends:
+    if entry.amount == 0 or (entry.type != "ADJUSTMENT" and (entry.amount < 0) != spends):
         problems.append(f"{where}: amount {entry.amount} has the wrong sign")
+    if entry.type == "ADJUSTMENT" and not entry.admin_id:
+        problems.append(f"{where}: the adjustment names no admin")
     if entry.recorded_balance != entry.balance:
         problems.append(
             f"{where}: the event records balance {entry.recorded_balance},"

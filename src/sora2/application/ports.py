@@ -75,7 +75,12 @@ class GeneratedVideo:
 
 
 class GenerationFailed(Exception):
-    """The generator could not make the video; the message is safe to show the user."""
+    """The generator could not make the video; the message is safe to show the user, the
+    code (one of `domain.videos.video.FAILURE_CODES`) tells programs why."""
+
+    def __init__(self, message: str = "", code: str = "provider_error") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class GenerationCancelled(Exception):

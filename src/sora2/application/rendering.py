@@ -155,7 +155,7 @@ class VideoJobs:
         except Exception:  # a job must never die silently with the user's credits held
             log.exception("video job %s failed unexpectedly", video_id)
             if not self._closed:
-                self.videos.fail_job(video_id, INTERNAL_FAILURE)
+                self.videos.fail_job(video_id, INTERNAL_FAILURE, "internal_error")
         finally:
             with self._lock:
                 self._cancelled.pop(video_id, None)
@@ -189,7 +189,7 @@ class VideoJobs:
         except GenerationCancelled:
             log.info("video job %s stopped", video_id)  # cancel/delete already refunded
         except GenerationFailed as failure:
-            self.videos.fail_job(video_id, str(failure) or "generation failed")
+            self.videos.fail_job(video_id, str(failure) or "generation failed", failure.code)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 
 from sora2.application.answers import video_row
 from sora2.application.event_log import EventLog, retry_on_conflict
+from sora2.application.moderation import ALLOW_ALL, PromptPolicy
 from sora2.application.ports import BlobStorage, Clock, GeneratedVideo, JobBoard
 from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import Page, VideoRow
@@ -51,6 +52,7 @@ class Videos:
         clock: Clock,
         credits_per_second: int,
         share_secret: bytes,
+        policy: PromptPolicy = ALLOW_ALL,
     ) -> None:
         self.log = log
         self.views = views
@@ -60,6 +62,7 @@ class Videos:
         self.clock = clock
         self.credits_per_second = credits_per_second
         self.share_secret = share_secret
+        self.policy = policy
         self._rate: tuple[float, float] | None = None  # (seconds per second, read at)
 
     # --- the user's commands -------------------------------------------------------------
@@ -73,7 +76,9 @@ class Videos:
         regenerated_from: UUID | None = None,
     ) -> VideoRow:
         """Create the video and reserve its cost together; InsufficientCredits → neither.
-        The answer is the video as requested: PENDING, whatever a job does next."""
+        The answer is the video as requested: PENDING, whatever a job does next.
+        A prompt the policy blocks is refused before anything is recorded."""
+        self.policy.check(prompt)
         video_id = uuid4()
 
         def decide() -> tuple[int | None, Video]:
@@ -112,6 +117,23 @@ class Videos:
         position, video = retry_on_conflict(lambda: self._end(video_id, None))
         self._ended(video, position)
         return video_row(video)
+
+    def cancel_for_admin(self, admin_id: UUID, video_id: UUID) -> VideoRow:
+        """Any user's running video, cancelled and refunded as its owner's cancel is; the
+        Cancelled event names the admin."""
+        video = self.log.find(Video, video_id)
+        if video is None or video.deleted:
+            raise NotFound("video not found")
+        position, video = retry_on_conflict(lambda: self._end(video_id, None, admin_id=admin_id))
+        self._ended(video, position)
+        self.seen.note(admin_id, position)
+        return video_row(video)
+
+    def all(self, status: str | None, page: int, limit: int) -> Page[VideoRow]:
+        """Every user's videos (admins), newest first."""
+        self.seen.wait_latest()
+        result = self.views.all_videos(status, page, limit)
+        return replace(result, items=self._estimated(result.items))
 
     def delete(self, user_id: UUID, video_id: UUID) -> None:
         """Cancel a running job first (refunding it), then remove the video and its files."""
@@ -274,14 +296,15 @@ class Videos:
         self.storage.delete(thumbnail_key)
         return False
 
-    def fail_job(self, video_id: UUID, error: str) -> bool:
-        """FAILED and refunded, atomically; False if the video had already ended."""
+    def fail_job(self, video_id: UUID, error: str, code: str = "provider_error") -> bool:
+        """FAILED (with its failure code) and refunded, atomically; False if the video had
+        already ended."""
 
         def decide() -> tuple[int | None, Video] | None:
             video = self.log.find(Video, video_id)
             if video is None or video.is_final:
                 return None
-            return self._end(video_id, error)
+            return self._end(video_id, error, code)
 
         result = retry_on_conflict(decide)
         if result is None:
@@ -292,14 +315,20 @@ class Videos:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _end(self, video_id: UUID, error: str | None) -> tuple[int | None, Video]:
+    def _end(
+        self,
+        video_id: UUID,
+        error: str | None,
+        code: str = "provider_error",
+        admin_id: UUID | None = None,
+    ) -> tuple[int | None, Video]:
         """Cancel (error None) or fail the video and refund its credits in one write."""
         video = self.log.load(Video, video_id, "video")
         now = self.clock.now()
         if error is None:
-            video.cancel(now)
+            video.cancel(now, admin_id)
         else:
-            video.fail(error, now)
+            video.fail(error, now, code)
         return self.log.commit(video, self._refund(video, now)), video
 
     def _ended(self, video: Video, position: int | None) -> None:

@@ -42,3 +42,7 @@ class TooLarge(DomainError):
 
 class Unavailable(DomainError):
     """A service the command needs (a payment provider) cannot be used right now."""
+
+
+class PromptBlocked(DomainError):
+    """The prompt breaks the platform's content policy (a blocked term); nothing is charged."""

@@ -11,12 +11,14 @@ from typing import Any
 import anyio
 from litestar import Litestar, MediaType, Request, get
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
 from sora2.adapters.http.auth import current_user
+from sora2.adapters.http.controllers.admin import AdminController
 from sora2.adapters.http.controllers.auth import AuthController
 from sora2.adapters.http.controllers.credits import CreditsController
 from sora2.adapters.http.controllers.health import HealthController
@@ -92,6 +94,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         PublicController,
         PaymentsController,
         PaymentNotifiesController,
+        AdminController,
         *(controllers or []),
         openapi_json,
     ]
@@ -102,6 +105,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
             "user": Provide(current_user, sync_to_thread=True),
         },
         exception_handlers={Exception: error_response},
+        state=State({"sora2": sora2}),  # for guards, which run before dependencies
         lifespan=[lambda app: background_work(sora2)],
         cors_config=CORSConfig(
             allow_origins=[settings.frontend_url],

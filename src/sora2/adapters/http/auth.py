@@ -1,4 +1,4 @@
-"""Bearer authentication: the access token names a user and a session epoch.
+"""Bearer authentication: the access token names a user, a session epoch and a role.
 
 The token is decoded once per request: the rate limiter, the idempotency store and the
 auth dependency all read the claims kept in the request's scope.
@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from sora2.adapters.security.tokens import AccessClaims
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
-from sora2.domain.errors import NotAuthenticated
+from sora2.domain.errors import Forbidden, NotAuthenticated
 
 BEARER_SECURITY = [{"BearerAuth": []}]
 _CLAIMS = "sora2.access_claims"  # the scope key: AccessClaims, or the NotAuthenticated raised
@@ -56,3 +56,13 @@ def signed_in_user(scope: dict[str, Any], tokens: Any) -> str | None:
 def current_user(request: Request, sora2: NamedDependency[Sora2]) -> UserRow:
     claims = access_claims(request.scope, sora2.tokens)  # type: ignore[arg-type]
     return sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)
+
+
+def current_admin(request: Request, sora2: NamedDependency[Sora2]) -> UserRow:
+    """The signed-in ADMIN: 401 without a valid session, 403 for anyone else. Both the
+    token's role and the account's must say ADMIN (a role change also ends the session)."""
+    claims = access_claims(request.scope, sora2.tokens)  # type: ignore[arg-type]
+    user = sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)
+    if claims.role != "ADMIN" or user.role != "ADMIN":
+        raise Forbidden("insufficient permission: this needs the ADMIN role")
+    return user

@@ -19,6 +19,7 @@ from sora2.domain.errors import (
     InsufficientCredits,
     NotAuthenticated,
     NotFound,
+    PromptBlocked,
     TooLarge,
     Unavailable,
     UnsupportedMedia,
@@ -37,17 +38,21 @@ STATUS = {
     Unavailable: 503,
 }
 NAMES = {400: "Validation Error", 401: "Unauthorized", 402: "Payment Required"}
+# Refusals clients must tell apart from others of the same status.
+ERROR_NAMES = {PromptBlocked: "Moderation"}
 
 
-def error_body(status: int, message: str) -> ErrorBody:
-    return ErrorBody(NAMES.get(status) or HTTPStatus(status).phrase, message, status)
+def error_body(status: int, message: str, name: str | None = None) -> ErrorBody:
+    return ErrorBody(name or NAMES.get(status) or HTTPStatus(status).phrase, message, status)
 
 
 def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
     headers: dict[str, str] = {}
+    name = None
     if isinstance(exc, DomainError):
         status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
         message = str(exc)
+        name = ERROR_NAMES.get(type(exc))
     elif isinstance(exc, HTTPException):
         status, message = exc.status_code, exc.detail
         headers = dict(exc.headers or {})
@@ -67,7 +72,7 @@ def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
     if status >= 500 and isinstance(exc, HTTPException):  # the framework's own failure
         log.error("%s on %s %s: %r", status, request.method, request.url.path, exc, exc_info=exc)
         message = "Something went wrong on our side."
-    return Response(error_body(status, message), status_code=status, headers=headers)
+    return Response(error_body(status, message, name), status_code=status, headers=headers)
 
 
 def _field_problem(problem: object) -> str:

@@ -7,8 +7,16 @@ from decimal import Decimal
 from typing import Any
 
 from sora2.adapters.http import schemas
+from sora2.application.admin import UserDetail
 from sora2.application.orders import PaymentOutcome
-from sora2.application.projections.rows import CreditRow, OrderRow, Page, UserRow, VideoRow
+from sora2.application.projections.rows import (
+    CreditRow,
+    OrderRow,
+    Page,
+    UserBalance,
+    UserRow,
+    VideoRow,
+)
 from sora2.application.signed_links import SignedLinks
 
 MEDIA_PATH = "/api/media/"
@@ -67,6 +75,7 @@ def video(row: VideoRow, public_url: str, links: SignedLinks) -> schemas.Video:
         thumbnail_url=media(row.thumbnail_key),
         error=row.error,
         events_url=f"{public_url}{links.sign(events_path(row.id))}",
+        error_code=row.error_code,
     )
 
 
@@ -76,7 +85,7 @@ def events_path(video_id: object) -> str:
 
 def video_status(row: VideoRow) -> schemas.VideoStatus:
     return schemas.VideoStatus(
-        str(row.id), row.status, row.progress, row.seconds_remaining, row.error
+        str(row.id), row.status, row.progress, row.seconds_remaining, row.error, row.error_code
     )
 
 
@@ -93,4 +102,57 @@ def payment(outcome: PaymentOutcome) -> schemas.Payment:
     i = outcome.instructions
     return schemas.Payment(
         order(outcome.order), i.provider, i.paid, i.redirect_url, i.qr_code, i.expires_at
+    )
+
+
+def admin_user(row: UserRow, balance: int, public_url: str) -> schemas.AdminUser:
+    shown = user(row, public_url)
+    return schemas.AdminUser(
+        shown.id,
+        shown.email,
+        shown.username,
+        shown.role,
+        row.suspended,
+        balance,
+        shown.created_at,
+        shown.updated_at,
+        shown.avatar_url,
+    )
+
+
+def admin_users(page: Page[UserBalance], public_url: str) -> schemas.AdminUserPage:
+    items = [admin_user(u.user, u.balance, public_url) for u in page.items]
+    return schemas.AdminUserPage(items, **page_fields(page))
+
+
+def admin_user_detail(
+    detail: UserDetail, public_url: str, links: SignedLinks
+) -> schemas.AdminUserDetail:
+    shown = admin_user(detail.user, detail.balance, public_url)
+    return schemas.AdminUserDetail(
+        shown.id,
+        shown.email,
+        shown.username,
+        shown.role,
+        shown.suspended,
+        shown.balance,
+        shown.created_at,
+        shown.updated_at,
+        [credit(r) for r in detail.credits.items],
+        [order(r) for r in detail.orders.items],
+        [video(r, public_url, links) for r in detail.videos.items],
+        shown.avatar_url,
+    )
+
+
+def adjustment(row: CreditRow, reason: str) -> schemas.Adjustment:
+    return schemas.Adjustment(
+        str(row.id),
+        str(row.user_id),
+        row.amount,
+        row.balance,
+        "ADJUSTMENT",
+        reason,
+        str(row.reference_id),
+        row.created_at,
     )

@@ -15,6 +15,7 @@ import msgspec
 from litestar.params import HeaderParameter
 from msgspec import Meta
 
+from sora2.domain.credits.ledger import MAX_ADJUSTMENT as ADJUSTMENT_LIMIT
 from sora2.domain.orders.order import MAX_CREDITS_PER_ORDER
 from sora2.domain.text import MULTILINE_PATTERN, SINGLE_LINE_PATTERN
 from sora2.domain.users.rules import (
@@ -135,12 +136,23 @@ class Balance(Body):
     balance: int
 
 
+CreditType = Literal["RECHARGE", "CONSUME", "REFUND", "REWARD", "REVERSAL", "ADJUSTMENT"]
+FailureCode = Literal[
+    "moderation_blocked",
+    "provider_error",
+    "provider_unavailable",
+    "timeout",
+    "render_error",
+    "internal_error",
+]
+
+
 class Credit(Body):
     id: str
     user_id: str
     amount: int
     balance: int
-    type: Literal["RECHARGE", "CONSUME", "REFUND", "REWARD", "REVERSAL"]
+    type: CreditType
     description: str
     created_at: datetime
 
@@ -244,6 +256,7 @@ class Video(Body):
             "needed: `new EventSource(eventsUrl)`), valid for MEDIA_URL_TTL."
         ),
     ] = None
+    error_code: FailureCode | None = None  # why it FAILED, for programs
 
 
 class VideoPage(Body):
@@ -262,11 +275,88 @@ class VideoStatus(Body):
     progress: int
     estimated_time_remaining: int | None  # no default: encoded even when null
     error: str | None = None
+    error_code: FailureCode | None = None
 
 
 class Share(Body):
     share_url: str
     token: str
+
+
+# --- admin -------------------------------------------------------------------------------
+
+Reason = Annotated[
+    SingleLineText, Meta(min_length=1, max_length=500, examples=["duplicate signup bonus"])
+]
+
+
+class AdminUser(Body):
+    """A user as support sees them: the account, its state and its balance."""
+
+    id: str
+    email: str
+    username: str
+    role: Literal["USER", "ADMIN"]
+    suspended: bool
+    balance: int
+    created_at: datetime
+    updated_at: datetime
+    avatar_url: str | None = None
+
+
+class AdminUserPage(Body):
+    items: list[AdminUser]
+    total: int
+    page: int
+    limit: int
+    total_pages: int
+
+
+class AdminUserDetail(Body):
+    """The user, their balance, and their latest credit entries, orders and videos."""
+
+    id: str
+    email: str
+    username: str
+    role: Literal["USER", "ADMIN"]
+    suspended: bool
+    balance: int
+    created_at: datetime
+    updated_at: datetime
+    transactions: list[Credit]
+    orders: list[Order]
+    videos: list[Video]
+    avatar_url: str | None = None
+
+
+class AdjustCreditsRequest(Body, forbid_unknown_fields=True):
+    amount: Annotated[
+        int,
+        Meta(
+            ge=-ADJUSTMENT_LIMIT,
+            le=ADJUSTMENT_LIMIT,
+            description="Credits to add (positive) or take away (negative); not 0",
+            examples=[25, -10],
+        ),
+    ]
+    reason: Reason
+
+
+class Adjustment(Body):
+    """The ADJUSTMENT entry made: `balance` is the balance after it."""
+
+    id: str
+    user_id: str
+    amount: int
+    balance: int
+    type: Literal["ADJUSTMENT"]
+    reason: str
+    admin_id: str
+    created_at: datetime
+
+
+class SuspendRequest(Body, forbid_unknown_fields=True):
+    reason: Reason = "suspended by an admin"
 
 
 class ProcessorStuck(Body):

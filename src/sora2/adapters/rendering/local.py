@@ -103,7 +103,7 @@ class LocalRenderer:
             raise
         except Exception as exc:
             logger.exception("local rendering of video %s failed", request.video_id)
-            raise GenerationFailed(FAILED_MESSAGE) from exc
+            raise GenerationFailed(FAILED_MESSAGE, "render_error") from exc
         finally:
             if not finished:
                 files.remove()
@@ -115,14 +115,16 @@ def _frame_size(request: GenerationRequest) -> tuple[int, int]:
     duration = request.duration
     if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
         raise GenerationFailed(
-            f"The duration must be a positive number of seconds, not {duration!r}."
+            f"The duration must be a positive number of seconds, not {duration!r}.",
+            "render_error",
         )
     try:
         return FRAME_SIZES[request.aspect_ratio]
     except KeyError:
         supported = ", ".join(FRAME_SIZES)
         raise GenerationFailed(
-            f"Unsupported aspect ratio {request.aspect_ratio!r}; choose one of {supported}."
+            f"Unsupported aspect ratio {request.aspect_ratio!r}; choose one of {supported}.",
+            "render_error",
         ) from None
 
 

@@ -153,7 +153,7 @@ class ProviderVideoGenerator:
             run.check()
             job = self._create(request, size, run)
         except _DeadlineExceeded:
-            raise GenerationFailed(TIMEOUT_MESSAGE) from None
+            raise GenerationFailed(TIMEOUT_MESSAGE, "timeout") from None
         remote_id = job["id"]
         log.info("provider job %s created for video %s", remote_id, request.video_id)
         video_path = workdir / f"{request.video_id}.mp4"
@@ -170,7 +170,7 @@ class ProviderVideoGenerator:
             video_path.unlink(missing_ok=True)
             thumbnail_path.unlink(missing_ok=True)
             if isinstance(exc, _DeadlineExceeded):
-                raise GenerationFailed(TIMEOUT_MESSAGE) from None
+                raise GenerationFailed(TIMEOUT_MESSAGE, "timeout") from None
             raise
         on_progress(100, 0.0)
         return GeneratedVideo(video_path=video_path, thumbnail_path=thumbnail_path)
@@ -204,7 +204,7 @@ class ProviderVideoGenerator:
             if status == "completed":
                 return
             if status == "failed" or status in ("cancelled", "canceled", "expired"):
-                raise GenerationFailed(_failure_message(job.get("error"), self._api_key))
+                raise _failure(job.get("error"), self._api_key)
             # queued / in_progress / anything new: report and keep polling
             progress = _clamp_progress(job.get("progress"))
             if progress > reported:
@@ -330,7 +330,7 @@ class ProviderVideoGenerator:
                 failures += 1
                 if failures > self._max_retries:
                     log.warning("video provider still failing after %d tries: %s", failures, exc)
-                    raise GenerationFailed(UNAVAILABLE_MESSAGE) from exc
+                    raise GenerationFailed(UNAVAILABLE_MESSAGE, "provider_unavailable") from exc
                 delay = exc.retry_after
                 if delay is None:
                     delay = self._retry_backoff * 2 ** (failures - 1) * random.uniform(0.5, 1.0)
@@ -367,7 +367,7 @@ def _raise_for_error(response: httpx.Response, api_key: str) -> None:
     )
     if status in (401, 403) and not _is_policy(error):
         raise GenerationFailed(CREDENTIALS_MESSAGE)
-    raise GenerationFailed(_failure_message(error, api_key))
+    raise _failure(error, api_key)
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:
@@ -392,6 +392,12 @@ def _is_policy(error: Any) -> bool:
         return False
     tags = f"{error.get('code') or ''} {error.get('type') or ''}".lower()
     return any(marker in tags for marker in _POLICY_MARKERS)
+
+
+def _failure(error: Any, api_key: str) -> GenerationFailed:
+    """The provider's refusal, typed: its content policy, or anything else it reported."""
+    code = "moderation_blocked" if _is_policy(error) else "provider_error"
+    return GenerationFailed(_failure_message(error, api_key), code)
 
 
 def _failure_message(error: Any, api_key: str) -> str:

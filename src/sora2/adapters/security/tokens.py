@@ -1,6 +1,8 @@
 """Signed JWTs for access (short) and refresh (long, rotating) tokens.
 
 Each kind has its own secret and a `typ` claim, so one can never pass for the other.
+An access token carries the user's role when it was issued; a role change ends the
+session (a new epoch), so a token never outlives the role it names.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class AccessClaims:
     user_id: UUID
     session_id: UUID
     epoch: int
+    role: str = "USER"
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,14 @@ class TokenSigner:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
-    def access_token(self, user_id: UUID, session_id: UUID, epoch: int, now: datetime) -> str:
+    def access_token(
+        self, user_id: UUID, session_id: UUID, epoch: int, now: datetime, role: str = "USER"
+    ) -> str:
         claims = {
             "sub": str(user_id),
             "sid": str(session_id),
             "epoch": epoch,
+            "role": role,
             "typ": "access",
             "iat": now,
             "exp": now + self.access_ttl,
@@ -66,7 +72,12 @@ class TokenSigner:
     def read_access(self, token: str) -> AccessClaims:
         claims = self._decode(token, self.access_secret, "access", ("sub", "sid", "epoch"))
         try:
-            return AccessClaims(UUID(claims["sub"]), UUID(claims["sid"]), int(claims["epoch"]))
+            role = claims.get("role", "USER")
+            if not isinstance(role, str):
+                raise TypeError("role")
+            return AccessClaims(
+                UUID(claims["sub"]), UUID(claims["sid"]), int(claims["epoch"]), role
+            )
         except (ValueError, TypeError):
             raise NotAuthenticated("invalid access token") from None
 

@@ -20,7 +20,15 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 
 from sora2.application.processing.processor import PositionMoved
-from sora2.application.projections.rows import Access, CreditRow, OrderRow, Page, UserRow, VideoRow
+from sora2.application.projections.rows import (
+    Access,
+    CreditRow,
+    OrderRow,
+    Page,
+    UserBalance,
+    UserRow,
+    VideoRow,
+)
 from sora2.application.projections.view import ReadModelView
 
 USER_COLUMNS = (
@@ -32,6 +40,7 @@ USER_COLUMNS = (
     "created_at",
     "updated_at",
     "session_epoch",
+    "suspended",
 )
 CREDIT_COLUMNS = (
     "id",
@@ -69,15 +78,17 @@ VIDEO_COLUMNS = (
     "share_token_hash",
     "created_at",
     "updated_at",
+    "error_code",
 )
 UUID_COLUMNS = {"id", "user_id", "reference_id"}
 TIME_COLUMNS = {"created_at", "updated_at", "paid_at"}
+BOOL_COLUMNS = {"suspended"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {p}rm_users (
     id TEXT PRIMARY KEY, email TEXT NOT NULL, username TEXT NOT NULL, avatar_key TEXT,
     role TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-    session_epoch INTEGER NOT NULL DEFAULT 0);
+    session_epoch INTEGER NOT NULL DEFAULT 0, suspended INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS {p}rm_sessions (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS {p}rm_balances (
@@ -95,7 +106,7 @@ CREATE TABLE IF NOT EXISTS {p}rm_videos (
     status TEXT NOT NULL, progress INTEGER NOT NULL, seconds_remaining INTEGER,
     video_key TEXT, thumbnail_key TEXT, duration INTEGER NOT NULL, aspect_ratio TEXT NOT NULL,
     cost BIGINT NOT NULL, error TEXT, share_token_hash TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, error_code TEXT);
 """
 # Built after the tables are filled when a rebuild swaps them in (cheaper than row by row).
 INDEXES = """
@@ -107,6 +118,11 @@ CREATE INDEX IF NOT EXISTS rm_videos_by_share ON {p}rm_videos (share_token_hash)
 CREATE INDEX IF NOT EXISTS rm_videos_by_status ON {p}rm_videos (status);
 """
 TABLES = ("users", "sessions", "balances", "credits", "orders", "videos")
+# Columns added after tables of an earlier release may exist: added where missing.
+ADDED_COLUMNS = (
+    ("rm_users", "suspended", "INTEGER NOT NULL DEFAULT 0"),
+    ("rm_videos", "error_code", "TEXT"),
+)
 POSITIONS = """CREATE TABLE IF NOT EXISTS {p}processor_positions (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL)"""
 
@@ -130,6 +146,16 @@ class SqlReadModels(ReadModelView):
             for statement in self._statements(SCHEMA + (INDEXES if indexes else "") + ";"):
                 c.execute(statement)
             c.execute(POSITIONS.format(p=self.prefix))
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, column, kind in ADDED_COLUMNS:
+            with self._transaction(commit=False) as c:
+                c.execute(self._sql(f"SELECT * FROM {{p}}{table} LIMIT 0"))
+                present = {d[0] for d in getattr(c, "sqlite_cursor", c).description}
+            if column not in present:
+                with self._transaction(commit=True) as c:
+                    c.execute(self._sql(f"ALTER TABLE {{p}}{table} ADD COLUMN {column} {kind}"))
 
     def _statements(self, script: str) -> list[str]:
         return [s for s in self._sql(script).split(";") if s.strip()]
@@ -412,6 +438,28 @@ class SqlReadModels(ReadModelView):
     def video_by_share(self, token_hash: str) -> VideoRow | None:
         return self._video_where("share_token_hash = :v", {"v": token_hash})
 
+    def search_users(self, query: str | None, page: int, limit: int) -> Page[UserBalance]:
+        where, params = "", {"limit": limit, "offset": (page - 1) * limit}
+        if query:
+            where = (
+                " WHERE LOWER(u.email) LIKE :q ESCAPE '!' OR LOWER(u.username) LIKE :q ESCAPE '!'"
+            )
+            escaped = query.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params["q"] = f"%{escaped}%"
+        total = self._rows(f"SELECT COUNT(*) AS n FROM {{p}}rm_users u{where}", params)[0]["n"]
+        columns = ", ".join(f"u.{c} AS {c}" for c in USER_COLUMNS)
+        rows = self._rows(
+            f"SELECT {columns}, COALESCE(b.balance, 0) AS balance FROM {{p}}rm_users u "
+            "LEFT JOIN {p}rm_balances b ON b.user_id = u.id"
+            f"{where} ORDER BY u.created_at DESC, u.id LIMIT :limit OFFSET :offset",
+            params,
+        )
+        items = [UserBalance(UserRow(**_decode(r, USER_COLUMNS)), int(r["balance"])) for r in rows]
+        return Page(items, int(total), page, limit)
+
+    def all_videos(self, status: str | None, page: int, limit: int) -> Page[VideoRow]:
+        return self._page("rm_videos", VIDEO_COLUMNS, VideoRow, None, "status", status, page, limit)
+
     def unfinished_videos(self) -> list[UUID]:
         rows = self._rows(
             "SELECT id FROM {p}rm_videos WHERE status IN ('PENDING', 'PROCESSING') ORDER BY seq",
@@ -428,17 +476,19 @@ class SqlReadModels(ReadModelView):
         table: str,
         columns: tuple[str, ...],
         row_type: Any,
-        user_id: UUID,
+        user_id: UUID | None,
         filter_column: str,
         filter_value: str | None,
         page: int,
         limit: int,
     ) -> Page[Any]:
-        where = " WHERE user_id = :u"
+        """One page, newest first: the user's rows, or everyone's (`user_id` None)."""
+        conditions = [] if user_id is None else ["user_id = :u"]
         params: dict[str, Any] = {"u": user_id, "limit": limit, "offset": (page - 1) * limit}
         if filter_value is not None:
-            where += f" AND {filter_column} = :f"
+            conditions.append(f"{filter_column} = :f")
             params["f"] = filter_value
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         total = self._rows(f"SELECT COUNT(*) AS n FROM {{p}}{table}{where}", params)[0]["n"]
         rows = self._rows(
             _select(table, columns) + where + " ORDER BY seq DESC LIMIT :limit OFFSET :offset",
@@ -467,6 +517,8 @@ def encode_params(params: dict[str, Any]) -> dict[str, Any]:
     def encode(value: Any) -> Any:
         if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL
             return value.replace("\x00", "\ufffd")
+        if isinstance(value, bool):  # stored as 0/1 in both databases
+            return int(value)
         if isinstance(value, UUID):
             return str(value)
         if isinstance(value, datetime):
@@ -493,6 +545,8 @@ def _decode(row: Any, columns: tuple[str, ...]) -> dict[str, Any]:
             value = UUID(value)
         elif value is not None and column in TIME_COLUMNS:
             value = datetime.fromisoformat(value)
+        elif column in BOOL_COLUMNS:
+            value = bool(value)
         values[column] = value
     return values
 

@@ -36,6 +36,13 @@ class ReadModels(Projection[ReadModelView]):
             User.PasswordReset: lambda e, t: self._user_changed(
                 e, t, session_epoch=e.session_epoch
             ),
+            User.RoleChanged: lambda e, t: self._user_changed(
+                e, t, role=e.role, session_epoch=e.session_epoch
+            ),
+            User.Suspended: lambda e, t: self._user_changed(
+                e, t, suspended=True, session_epoch=e.session_epoch
+            ),
+            User.Unsuspended: lambda e, t: self._user_changed(e, t, suspended=False),
             CreditLedger.Rewarded: lambda e, t: self._credit(
                 e, t, "REWARD", e.amount, None, e.reason
             ),
@@ -50,6 +57,9 @@ class ReadModels(Projection[ReadModelView]):
             ),
             CreditLedger.Reversed: lambda e, t: self._credit(
                 e, t, "REVERSAL", -e.amount, e.order_id, f"{e.amount} credits of a refunded order"
+            ),
+            CreditLedger.Adjusted: lambda e, t: self._credit(
+                e, t, "ADJUSTMENT", e.amount, e.admin_id, f"Adjustment by an admin: {e.reason}"
             ),
             Session.Started: lambda e, t: self.view.add_session(e.originator_id, e.user_id, t),
             Session.Ended: lambda e, t: self.view.end_session(e.originator_id, t),
@@ -82,7 +92,12 @@ class ReadModels(Projection[ReadModelView]):
                 thumbnail_key=e.thumbnail_key,
             ),
             Video.Failed: lambda e, t: self._video_changed(
-                e, t, status="FAILED", error=e.error, seconds_remaining=None
+                e,
+                t,
+                status="FAILED",
+                error=e.error,
+                error_code=e.code or None,
+                seconds_remaining=None,
             ),
             Video.Cancelled: lambda e, t: self._video_changed(
                 e, t, status="CANCELLED", seconds_remaining=None

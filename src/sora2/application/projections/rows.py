@@ -18,6 +18,15 @@ class UserRow:
     created_at: datetime
     updated_at: datetime
     session_epoch: int = 0
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
+class UserBalance:
+    """A user as an admin lists them: the account and its balance."""
+
+    user: UserRow
+    balance: int
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class CreditRow:
     user_id: UUID
     amount: int
     balance: int
-    type: str  # RECHARGE | CONSUME | REFUND | REWARD | REVERSAL
+    type: str  # RECHARGE | CONSUME | REFUND | REWARD | REVERSAL | ADJUSTMENT
     description: str
     reference_id: UUID | None  # the order or video the entry belongs to
     created_at: datetime
@@ -70,6 +79,7 @@ class VideoRow:
     share_token_hash: str | None
     created_at: datetime
     updated_at: datetime
+    error_code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,15 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
-from sora2.application.projections.rows import Access, CreditRow, OrderRow, Page, UserRow, VideoRow
+from sora2.application.projections.rows import (
+    Access,
+    CreditRow,
+    OrderRow,
+    Page,
+    UserBalance,
+    UserRow,
+    VideoRow,
+)
 
 
 class ReadModelView(TrackingRecorder, ABC):
@@ -127,6 +135,15 @@ class ReadModelView(TrackingRecorder, ABC):
 
     @abstractmethod
     def video_by_share(self, token_hash: str) -> VideoRow | None: ...
+
+    @abstractmethod
+    def search_users(self, query: str | None, page: int, limit: int) -> Page[UserBalance]:
+        """Every user whose email or username contains `query` (any case), newest first,
+        with their balance (admins)."""
+
+    @abstractmethod
+    def all_videos(self, status: str | None, page: int, limit: int) -> Page[VideoRow]:
+        """Videos of every user that are not deleted, newest first (admins)."""
 
     @abstractmethod
     def unfinished_videos(self) -> list[UUID]:

@@ -24,7 +24,9 @@ FORGOT_ANSWER = "If an account exists for that email, a reset link has been sent
 
 def _signed_in(sora2: Sora2, grant: SessionGrant, status: int) -> Response[schemas.AuthResponse]:
     now = sora2.clock.now()
-    access = sora2.tokens.access_token(grant.user.id, grant.session_id, grant.epoch, now)
+    access = sora2.tokens.access_token(
+        grant.user.id, grant.session_id, grant.epoch, now, grant.user.role
+    )
     refresh = sora2.tokens.refresh_token(grant.session_id, grant.token_id, now)
     body = schemas.AuthResponse(presenters.user(grant.user, sora2.settings.public_url), access)
     return Response(body, status_code=status, cookies=[refresh_cookie(refresh, sora2.settings)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
@@ -48,9 +48,7 @@ class CreditsController(Controller):
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
-        type: FromQuery[
-            Literal["RECHARGE", "CONSUME", "REFUND", "REWARD", "REVERSAL"] | None
-        ] = None,
+        type: FromQuery[schemas.CreditType | None] = None,
     ) -> schemas.CreditPage:
         result = sora2.credits.transactions(user.id, type, page, limit)
         return schemas.CreditPage(

@@ -70,7 +70,9 @@ class UsersController(Controller):
     ) -> Response[schemas.PasswordChanged]:
         grant = sora2.accounts.change_password(user.id, data.current_password, data.new_password)
         now = sora2.clock.now()
-        access = sora2.tokens.access_token(user.id, grant.session_id, grant.epoch, now)
+        access = sora2.tokens.access_token(
+            user.id, grant.session_id, grant.epoch, now, grant.user.role
+        )
         refresh = sora2.tokens.refresh_token(grant.session_id, grant.token_id, now)
         return Response(
             schemas.PasswordChanged("Password changed.", access),
