@@ -4,7 +4,9 @@ the store a running server uses) helps and polices users over /api/admin, and af
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,9 +22,10 @@ from litestar.routes import HTTPRoute
 from sora2.adapters.http.app import create_app
 from sora2.config import Settings
 from tests.conftest import Api, start_api
-from tests.support.admin_cli import sora2_command, succeeded
-from tests.support.backends import postgres_settings, sqlite_settings
+from tests.support.admin_cli import FOREIGN, SORA2, sora2_command, succeeded
+from tests.support.backends import base_env, postgres_settings, sqlite_settings
 from tests.support.errors import assert_error
+from tests.support.server import free_port
 
 PASSWORD = "password123"
 
@@ -326,3 +329,64 @@ def wait_until(condition: Any, timeout: float = 20.0) -> Any:
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
     return value
+
+
+# --- a server process and the CLI on one SQLite store ---------------------------------------
+
+
+def test_grant_from_the_cli_while_a_server_process_serves_the_same_sqlite_store(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = sqlite_settings(tmp_path, VIDEO_JOBS="off")
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN}
+    env.update(base_env(tmp_path, PUBLIC_URL=base, VIDEO_JOBS="off"))
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def up() -> bool:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                return httpx.get(f"{base}/health", trust_env=False).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, timeout=60)
+        with httpx.Client(base_url=base, trust_env=False, timeout=30) as c:
+            r = c.post(
+                "/api/auth/register",
+                json={"email": "op@example.com", "password": PASSWORD, "username": "operator"},
+            )
+            assert r.status_code == 201, r.text
+            old = r.json()["accessToken"]
+            headers = {"Authorization": f"Bearer {old}"}
+            assert_error(c.get("/api/admin/users", headers=headers), 403)
+
+            succeeded(
+                sora2_command(settings, tmp_path, "admin", "grant", "--email", "op@example.com")
+            )
+
+            assert_error(c.get("/api/users/profile", headers=headers), 401)
+            r = c.post("/api/auth/login", json={"email": "op@example.com", "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            assert r.json()["user"]["role"] == "ADMIN"
+            token = r.json()["accessToken"]
+            assert role_claim(token) == "ADMIN"
+            page = c.get("/api/admin/users", headers={"Authorization": f"Bearer {token}"})
+            assert page.status_code == 200, page.text
+            assert [u["email"] for u in page.json()["items"]] == ["op@example.com"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
