@@ -390,3 +390,26 @@ def test_api_key_never_appears_in_errors(
         assert key not in str(error) and key not in repr(error)
     assert key not in repr(generator)
     assert key not in caplog.text
+
+
+# --- failure codes ---------------------------------------------------------------------------
+
+
+def code_of(generator: ProviderVideoGenerator, req: GenerationRequest, workdir: Path) -> str:
+    with pytest.raises(GenerationFailed) as info:
+        run(generator, req, workdir)
+    return info.value.code
+
+
+def test_each_kind_of_failure_carries_its_code(
+    provider: FakeVideoProvider, make_generator: MakeGenerator, tmp_path: Path
+) -> None:
+    generator = make_generator(max_retries=1)
+    assert code_of(generator, request("MODERATE this"), tmp_path) == "moderation_blocked"
+    assert code_of(generator, request("UNSAFE_OUTPUT"), tmp_path) == "moderation_blocked"
+    assert code_of(generator, request("please FAIL"), tmp_path) == "provider_error"
+    provider.fail_next(1000, 503)
+    assert code_of(generator, request(), tmp_path) == "provider_unavailable"
+    provider.fail_next(0)
+    provider.polls_to_complete = None
+    assert code_of(make_generator(timeout=0.3), request(), tmp_path) == "timeout"
