@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from sora2.domain.credits.ledger import CreditLedger
+from sora2.domain.credits.ledger import MAX_ADJUSTMENT, CreditLedger
 from sora2.domain.errors import Conflict, DomainError, InsufficientCredits, InvalidInput
 from sora2.domain.orders.order import Order
 from sora2.domain.videos.video import Video
@@ -35,6 +35,14 @@ ORDERS = [UUID(int=n) for n in range(101, 104)]
 valid_amounts = st.integers(min_value=1, max_value=60)
 invalid_amounts = st.sampled_from([0, -1, -50, True, False, 1.5, 3.0, None, "7"])
 amounts = st.one_of(valid_amounts, valid_amounts, valid_amounts, invalid_amounts)
+# admins' corrections: mostly takings that may overdraw, some gifts, some nonsense
+adjustments = st.one_of(
+    st.integers(min_value=-120, max_value=-1),
+    st.integers(min_value=-120, max_value=-1),
+    st.integers(min_value=1, max_value=60),
+    st.sampled_from([0, True, 2.5, None, "5", MAX_ADJUSTMENT + 1, -MAX_ADJUSTMENT - 1]),
+)
+ADMIN = UUID(int=999)
 
 
 def run(aggregate: Aggregate, command: Callable[[], Any]) -> tuple[bool, Any]:
@@ -151,6 +159,24 @@ class LedgerMachine(RuleBasedStateMachine):
             assert accepted, error
             self.held[video_id] = amount
 
+    @rule(amount=adjustments, reason=st.sampled_from(["goodwill", "duplicate bonus", " "]))
+    def adjust(self, amount: Any, reason: str) -> None:
+        """An admin's correction, either sign: never below zero, whatever is held."""
+        balance = self.model_balance
+        accepted, error = self.attempt(
+            lambda: self.ledger.adjust(amount, ADMIN, reason, self.now())
+        )
+        if type(amount) is not int or amount == 0 or abs(amount) > MAX_ADJUSTMENT:
+            assert isinstance(error, InvalidInput), error
+        elif not reason.strip():
+            assert isinstance(error, InvalidInput), error
+        elif balance + amount < 0:
+            assert isinstance(error, Conflict), error
+        else:
+            assert accepted, error
+            self.granted += amount
+            assert self.events[-1].admin_id == ADMIN and self.events[-1].reason == reason
+
     @rule(video_id=st.sampled_from(VIDEOS))
     def refund(self, video_id: UUID) -> None:
         accepted, refunded = self.attempt(lambda: self.ledger.refund(video_id, self.now()))
@@ -189,6 +215,7 @@ class LedgerMachine(RuleBasedStateMachine):
             CreditLedger.Reserved: -1,
             CreditLedger.Refunded: 1,
             CreditLedger.Reversed: -1,
+            CreditLedger.Adjusted: 1,  # its amount is signed already
         }
         total = sum(sign[type(e)] * e.amount for e in self.events if type(e) in sign)
         assert self.ledger.balance == total
@@ -200,7 +227,11 @@ class LedgerMachine(RuleBasedStateMachine):
             if isinstance(e, CreditLedger.Reserved | CreditLedger.Reversed):
                 running -= e.amount
             elif isinstance(
-                e, CreditLedger.Rewarded | CreditLedger.Recharged | CreditLedger.Refunded
+                e,
+                CreditLedger.Rewarded
+                | CreditLedger.Recharged
+                | CreditLedger.Refunded
+                | CreditLedger.Adjusted,
             ):
                 running += e.amount
             else:
