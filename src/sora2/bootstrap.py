@@ -214,7 +214,7 @@ def bootstrap(
             settings.media_url_ttl,
             clock,
         ),
-        admin=Admin(event_log, views, seen, videos, clock),
+        admin=Admin(event_log, views, seen, videos, orders, clock),
         extras=extras,
     )
 

@@ -94,7 +94,7 @@ def concrete(path: str) -> str:
 def test_every_admin_route_refuses_a_user_with_403_and_a_stranger_with_401(sqlite_api) -> None:
     _, token = sqlite_api.register("ursula")
     routes = admin_routes(sqlite_api)
-    assert len(routes) >= 7, routes
+    assert len(routes) >= 8, routes
     bodies = {"POST": {"amount": 5, "reason": "test"}}
     for method, path in routes:
         url = concrete(path)
@@ -299,6 +299,40 @@ def test_an_admin_made_by_the_cli_does_each_action_on_the_record(
     bob_token, _ = signed_in(api, "bob@example.com")
     assert balance(api, bob_token) == 30
 
+    # --- refund an order on the admin's word: its credits taken back while unspent
+    def recharge(credits: int) -> str:
+        with api.client(bob_token) as c:
+            r = c.post(
+                "/api/credits/recharge", json={"credits": credits, "paymentMethod": "STRIPE"}
+            )
+            assert r.status_code == 201 and r.json()["order"]["status"] == "PAID", r.text
+            return r.json()["order"]["id"]
+
+    first = recharge(40)
+    assert balance(api, bob_token) == 70
+    with api.client(admin) as c:
+        refunded = c.post(f"/api/admin/orders/{first}/refund", json={"reason": "asked by bob"})
+        assert refunded.status_code == 200, refunded.text
+        assert refunded.json()["status"] == "REFUNDED"
+        assert_error(c.post(f"/api/admin/orders/{first}/refund"), 409)
+        assert_error(c.post(f"/api/admin/orders/{uuid.uuid4()}/refund"), 404)
+    assert balance(api, bob_token) == 30
+    second = recharge(40)
+    with api.client(bob_token) as c:  # 40 of the 70 held by two videos in progress
+        spent = [
+            c.post("/api/videos/generate", json={"prompt": f"clip {n}", "duration": 20}).json()
+            for n in range(2)
+        ]
+    with api.client(admin) as c:
+        assert_error(c.post(f"/api/admin/orders/{second}/refund"), 409)  # 30 unspent < 40
+        orders = c.get(f"/api/admin/users/{bob['id']}").json()["orders"]
+        assert [(o["id"], o["status"]) for o in orders] == [(second, "PAID"), (first, "REFUNDED")]
+        for video in spent:
+            assert c.post(f"/api/admin/videos/{video['id']}/cancel").status_code == 200
+    assert balance(api, bob_token) == 70
+    refund_events = _order_events(api, first)
+    assert [(str(e.admin_id), e.reason) for e in refund_events] == [(admin_id, "asked by bob")]
+
     # --- on the record: the auditors' replay shows and checks it all
     history = succeeded(sora2_command(settings, tmp_path, "ledger", "history", "--user", bob["id"]))
     adjustments = [line for line in history.splitlines() if "ADJUSTMENT" in line]
@@ -306,9 +340,23 @@ def test_an_admin_made_by_the_cli_does_each_action_on_the_record(
     assert "+25" in adjustments[0] and f"by admin {admin_id}" in adjustments[0]
     assert "goodwill for an outage" in adjustments[0]
     assert "-5" in adjustments[1] and f"by admin {admin_id}" in adjustments[1]
-    assert "Balance: 30 credits after 5 entries" in history
+    assert "Balance: 70 credits after 12 entries" in history
+    assert [line.split()[2] for line in history.splitlines()[2:-1]] == [
+        "REWARD",
+        "ADJUSTMENT",
+        "ADJUSTMENT",
+        "CONSUME",
+        "REFUND",
+        "RECHARGE",
+        "REVERSAL",
+        "RECHARGE",
+        "CONSUME",
+        "CONSUME",
+        "REFUND",
+        "REFUND",
+    ]
     verified = succeeded(sora2_command(settings, tmp_path, "ledger", "verify"))
-    assert verified.startswith("OK: 3 users, 7 entries"), verified
+    assert verified.startswith("OK: 3 users, 14 entries"), verified
     events = _user_events(api, bob["id"])
     assert [(type(e).__name__, str(e.admin_id)) for e in events] == [
         ("Suspended", admin_id),
@@ -321,6 +369,14 @@ def _user_events(api: Api, user_id: str) -> list[Any]:
 
     events = api.sora2.log.events.get(uuid.UUID(user_id))
     return [e for e in events if isinstance(e, User.Suspended | User.Unsuspended)]
+
+
+def _order_events(api: Api, order_id: str) -> list[Any]:
+    from sora2.domain.orders.order import Order
+
+    return [
+        e for e in api.sora2.log.events.get(uuid.UUID(order_id)) if isinstance(e, Order.Refunded)
+    ]
 
 
 def wait_until(condition: Any, timeout: float = 20.0) -> Any:

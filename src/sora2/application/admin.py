@@ -1,5 +1,5 @@
 """What an operator of the platform may do: make admins, look users up, correct balances,
-suspend accounts, cancel any video, see every video.
+refund orders, suspend accounts, cancel any video, see every video.
 
 Every action is an event naming who did it (the admin's id, or "cli" for the operator's
 command line), so the log alone tells who changed what. Role changes and suspensions bump
@@ -15,6 +15,7 @@ from uuid import UUID
 
 from sora2.application.answers import user_row
 from sora2.application.event_log import EventLog, event_id, retry_on_conflict
+from sora2.application.orders import Orders
 from sora2.application.ports import Clock
 from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import (
@@ -62,12 +63,14 @@ class Admin:
         views: ReadModelView,
         seen: ReadYourWrites,
         videos: Videos,
+        orders: Orders,
         clock: Clock,
     ) -> None:
         self.log = log
         self.views = views
         self.seen = seen
         self.videos = videos
+        self.orders = orders
         self.clock = clock
 
     # --- roles (the operator's command line) ---------------------------------------------
@@ -134,6 +137,12 @@ class Admin:
             admin_id,
             ledger.modified_on,
         )
+
+    def refund_order(self, admin_id: UUID, order_id: UUID, reason: str) -> OrderRow:
+        """A PAID order's money back through its provider, its credits taken back (REVERSAL);
+        the Refunded event names the admin and the reason. 409 if the credits are spent."""
+        check_text(reason, "reason")
+        return self.orders.refund(order_id, admin_id=admin_id, reason=reason)
 
     # --- accounts ------------------------------------------------------------------------
 

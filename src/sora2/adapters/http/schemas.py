@@ -359,6 +359,10 @@ class SuspendRequest(Body, forbid_unknown_fields=True):
     reason: Reason = "suspended by an admin"
 
 
+class RefundRequest(Body, forbid_unknown_fields=True):
+    reason: Reason = "refunded by an admin"
+
+
 class ProcessorStuck(Body):
     position: int
     event_type: str

@@ -136,6 +136,25 @@ class AdminController(Controller):
         balance = sora2.views.balance_of(user_id)
         return presenters.admin_user(row, balance, sora2.settings.public_url)
 
+    @post(
+        "/orders/{order_id:uuid}/refund",
+        status_code=200,
+        sync_to_thread=True,
+        responses=documented(400, 401, 403, 404, 409, 429, 503),
+        summary="Refund a PAID order: its money back, its credits taken back (REVERSAL)",
+        description="The provider refunds first. Refused with 409 (nothing refunded) unless "
+        "the user still holds the order's credits unspent. The body (a reason) is optional.",
+    )
+    def refund_order(
+        self,
+        order_id: FromPath[UUID],
+        admin: NamedDependency[UserRow],
+        sora2: NamedDependency[Sora2],
+        data: JSONBody[schemas.RefundRequest | None] = None,
+    ) -> schemas.Order:
+        reason = (data or schemas.RefundRequest()).reason.strip() or "refunded by an admin"
+        return presenters.order(sora2.admin.refund_order(admin.id, order_id, reason))
+
     @get(
         "/videos",
         sync_to_thread=True,
