@@ -112,7 +112,7 @@ def test_a_provider_failure_is_a_failed_video_with_its_code_and_refunded(
     with api.client(token) as c:
         video = c.post("/api/videos/generate", json={"prompt": prompt})
         assert video.status_code == 201, video.text
-    assert money(api, token) == (5, 2)
+        assert video.json()["status"] == "PENDING"  # charged; the job may fail at once
 
     failed = final_state(api, token, video.json()["id"])
 
