@@ -128,11 +128,12 @@ def bootstrap(
     clock = clock or SystemClock()
     store_env = _event_store_env(settings)
     extras: dict[str, Any] = {}
+    runner_id = new_runner_id()  # this process, in job claims and Idempotency-Key leases
     with schema_setup(store_env):  # every table and function, one starting process at a time
         event_log = EventLog(env=store_env)
         views = _read_model_view(event_log, store_env)
         board = _job_board(views, store_env)
-        idempotency = _idempotency(views, store_env)
+        idempotency = _idempotency(views, store_env, runner_id)
         relay_lane = _relay_lane(settings, event_log, extras)
     read_models = Lane(ProjectionProcessor(ReadModels(views)), LogReader(event_log))
     runner = ProcessingRunner(event_log, [read_models])
@@ -182,7 +183,7 @@ def bootstrap(
         generator or _generator(settings),
         settings.job_concurrency,
         workdir=settings.var_dir / "renders",
-        worker=new_runner_id(),
+        worker=runner_id,
         lease=timedelta(seconds=settings.job_lease_seconds),
         runner_is_gone=runner_is_gone,
         take_new_jobs=settings.video_jobs == "inline",
@@ -291,11 +292,17 @@ def _prompt_policy(settings: Settings) -> PromptPolicy:
     return BlocklistFile(settings.moderation_blocklist)
 
 
-def _idempotency(views: ReadModelView, env: dict[str, str]) -> Any:
-    """Idempotency keys live beside the read models, in the event log's database."""
+def _idempotency(views: ReadModelView, env: dict[str, str], runner_id: str) -> Any:
+    """Idempotency keys live beside the read models, in the event log's database; a key
+    whose process died mid-request is taken over as a crashed runner's job is."""
     from sora2.adapters.idempotency.sql import SqlIdempotencyStore
 
-    return SqlIdempotencyStore(views.datastore, _schema(env))  # type: ignore[attr-defined]
+    return SqlIdempotencyStore(
+        views.datastore,  # type: ignore[attr-defined]
+        _schema(env),
+        owner=runner_id,
+        owner_is_gone=runner_is_gone,
+    )
 
 
 def _job_board(views: ReadModelView, env: dict[str, str]) -> JobBoard:

@@ -26,7 +26,10 @@ class Credits:
         self.seen.wait(user_id)
         return self.views.credits(user_id, type, page, limit)
 
-    def recharge(self, user_id: UUID, credits: int, payment_method: str) -> PaymentOutcome:
-        """Place an order for the credits and pay it at once."""
-        order = self.orders.create(user_id, credits, payment_method)
-        return self.orders.pay(user_id, order.id)
+    def recharge(
+        self, user_id: UUID, credits: int, payment_method: str, order_id: UUID | None = None
+    ) -> PaymentOutcome:
+        """Place an order for the credits and pay it at once (`order_id`: a keyed command's,
+        so a second run finds the order, paid or not, instead of placing another)."""
+        order = self.orders.create(user_id, credits, payment_method, order_id)
+        return self.orders.pay(user_id, order.id, replay=order_id is not None)

@@ -54,11 +54,25 @@ class Orders:
         self.credit_price = credit_price
         self.expires_in = expires_in
 
-    def create(self, user_id: UUID, credits: int, payment_method: str) -> OrderRow:
-        order = Order.place(
-            uuid4(), user_id, credits, self.credit_price, payment_method, self.clock.now()
-        )
-        self.seen.note(user_id, self.log.commit(order))
+    def create(
+        self, user_id: UUID, credits: int, payment_method: str, order_id: UUID | None = None
+    ) -> OrderRow:
+        """`order_id` (a keyed command's, see `command_ids`): if that order exists, the
+        command ran before and the order is the answer."""
+
+        def decide() -> tuple[int | None, Order]:
+            if order_id is not None and (earlier := self.log.find(Order, order_id)) is not None:
+                if earlier.user_id != user_id:
+                    raise Conflict("this Idempotency-Key names another request")
+                return None, earlier
+            now = self.clock.now()
+            order = Order.place(
+                order_id or uuid4(), user_id, credits, self.credit_price, payment_method, now
+            )
+            return self.log.commit(order), order
+
+        position, order = retry_on_conflict(decide)  # a rival run of one keyed command
+        self.seen.note(user_id, position)
         return order_row(order)
 
     def list(self, user_id: UUID, status: str | None, page: int, limit: int) -> Page[OrderRow]:
@@ -72,10 +86,15 @@ class Orders:
             raise NotFound("order not found")
         return row
 
-    def pay(self, user_id: UUID, order_id: UUID) -> PaymentOutcome:
+    def pay(self, user_id: UUID, order_id: UUID, replay: bool = False) -> PaymentOutcome:
+        """`replay`: a keyed command run again; an order it already paid is the answer."""
         order = self.log.find(Order, order_id)
         if order is None or order.user_id != user_id:
             raise NotFound("order not found")
+        if replay and order.status == "PAID":
+            reference = order.provider_reference
+            provider = reference.split("-", 1)[0] if reference else order.payment_method.lower()
+            return PaymentOutcome(order_row(order), PaymentInstructions(provider, True))
         if order.status != "PENDING":
             order.mark_paid("", self.clock.now())  # raises the right Conflict
         if order.is_due(self.expires_in, self.clock.now()):  # the sweep cancels it soon

@@ -74,14 +74,22 @@ class Videos:
         duration: int,
         aspect_ratio: str,
         regenerated_from: UUID | None = None,
+        video_id: UUID | None = None,
     ) -> VideoRow:
         """Create the video and reserve its cost together; InsufficientCredits → neither.
         The answer is the video as requested: PENDING, whatever a job does next.
-        A prompt the policy blocks is refused before anything is recorded."""
+        A prompt the policy blocks is refused before anything is recorded.
+
+        `video_id` (a keyed command's, see `command_ids`): if that video exists already,
+        the command ran before and its video is the answer; nothing is created or charged."""
         self.policy.check(prompt)
-        video_id = uuid4()
+        video_id = video_id or uuid4()
 
         def decide() -> tuple[int | None, Video]:
+            if (earlier := self.log.find(Video, video_id)) is not None:
+                if earlier.user_id != user_id:
+                    raise Conflict("this Idempotency-Key names another request")
+                return None, earlier
             now = self.clock.now()
             video = Video.request(
                 video_id,
@@ -101,7 +109,7 @@ class Videos:
         self.seen.note(user_id, position)
         return self._estimated([video_row(video)])[0]
 
-    def regenerate(self, user_id: UUID, video_id: UUID) -> VideoRow:
+    def regenerate(self, user_id: UUID, video_id: UUID, new_id: UUID | None = None) -> VideoRow:
         """A new video with the same prompt and settings, charged again."""
         original = self._own(user_id, video_id)
         return self.request(
@@ -110,6 +118,7 @@ class Videos:
             original.duration,
             original.aspect_ratio,
             regenerated_from=original.id,
+            video_id=new_id,
         )
 
     def cancel(self, user_id: UUID, video_id: UUID) -> VideoRow:

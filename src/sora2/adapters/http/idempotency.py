@@ -2,7 +2,11 @@
 the same key with another request body is a 409. Keys are per user and kept for 24 hours.
 
 Every answer is kept, 5xx included: a failure after the command committed must not let a
-retry charge again. A retry after such a failure needs a new key.
+retry charge again. A retry after such a failure needs a new key; a 503 (the database was
+away: nothing was committed) is forgotten instead, so the retry runs. A key whose request's
+process died before answering is taken over by the next retry (see the store), which runs
+the command again: keyed commands name what they create after the key, so a command that
+had committed answers with what it made, and one that had not runs now.
 
 A stream (`text/event-stream`) is kept as soon as its first event with an `id:` is out; a
 replay does not repeat those bytes (a stream cut short would end at the cut) but enters
@@ -12,6 +16,7 @@ started, to its end, instead of starting it again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -95,6 +100,7 @@ class IdempotencyMiddleware:
                     return
                 await _replay(send, stored, fingerprint)
                 return
+            beating = asyncio.ensure_future(_beat(store, user, key, sora2.clock))
             captured: dict[str, Any] = {
                 "status": 500,
                 "type": "application/json",
@@ -106,7 +112,11 @@ class IdempotencyMiddleware:
                 if captured["stored"]:
                     return
                 captured["stored"] = True
+                beating.cancel()
                 try:
+                    if captured["status"] == 503:  # nothing was committed: a retry runs anew
+                        await anyio.to_thread.run_sync(store.release, user, key)
+                        return
                     await anyio.to_thread.run_sync(
                         store.complete,
                         user,
@@ -168,6 +178,17 @@ async def _follow(app: Any, scope: Scope, receive: Any, send: Any, event_id: str
     # a fresh connection state: Litestar caches the headers it parsed (CORS did) there
     state = {k: v for k, v in scope.get("state", {}).items() if k != CONNECTION_STATE_KEY}
     await app({**scope, "headers": headers, "state": state}, receive, replayed)
+
+
+async def _beat(store: Any, user: str, key: str, clock: Any) -> None:
+    """Renew this request's lease on its key while it runs: silence past the lease means
+    its process died, and the key is taken over."""
+    while True:
+        await asyncio.sleep(store.lease.total_seconds() / 3)
+        try:
+            await anyio.to_thread.run_sync(store.beat, user, key, clock.now())
+        except Exception:  # the database is away for a moment: the next beat may reach it
+            log.warning("could not renew the lease of an Idempotency-Key", exc_info=True)
 
 
 async def _replay(send: Any, stored: Any, fingerprint: str) -> None:

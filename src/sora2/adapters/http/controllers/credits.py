@@ -13,6 +13,7 @@ from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.errors import documented
 from sora2.adapters.http.payment_answers import payment_answers
 from sora2.adapters.http.schemas import IdempotencyKey
+from sora2.application.command_ids import keyed_id
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 
@@ -70,5 +71,6 @@ class CreditsController(Controller):
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:
-        outcome = sora2.credits.recharge(user.id, data.credits, data.payment_method)
+        order_id = keyed_id(user.id, "credits/recharge", idempotency_key)
+        outcome = sora2.credits.recharge(user.id, data.credits, data.payment_method, order_id)
         return presenters.payment(outcome)

@@ -15,6 +15,7 @@ from sora2.adapters.http.controllers.credits import PageNumber, PageSize
 from sora2.adapters.http.errors import documented
 from sora2.adapters.http.payment_answers import payment_answers
 from sora2.adapters.http.schemas import IdempotencyKey
+from sora2.application.command_ids import keyed_id
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 
@@ -38,7 +39,10 @@ class OrdersController(Controller):
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Order:
-        return presenters.order(sora2.orders.create(user.id, data.credits, data.payment_method))
+        order_id = keyed_id(user.id, "orders/create", idempotency_key)
+        return presenters.order(
+            sora2.orders.create(user.id, data.credits, data.payment_method, order_id)
+        )
 
     @get(
         "/",
@@ -90,7 +94,9 @@ class OrdersController(Controller):
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:
-        return presenters.payment(sora2.orders.pay(user.id, order_id))
+        # run again with its key (its first run's process died): a paid order is the answer
+        replay = idempotency_key is not None
+        return presenters.payment(sora2.orders.pay(user.id, order_id, replay=replay))
 
     @post(
         "/{order_id:uuid}/cancel",

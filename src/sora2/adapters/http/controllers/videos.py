@@ -3,6 +3,7 @@ download, thumbnail and share."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -25,6 +26,7 @@ from sora2.adapters.http.live_progress import (
 )
 from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.adapters.http.streaming import FILE_RESPONSES, IfNoneMatch, RangeHeader, serve_blob
+from sora2.application.command_ids import keyed_id
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import NotFound
@@ -73,7 +75,13 @@ class VideosController(Controller):
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
-        row = sora2.videos.request(user.id, data.prompt, data.duration, data.aspect_ratio)
+        row = sora2.videos.request(
+            user.id,
+            data.prompt,
+            data.duration,
+            data.aspect_ratio,
+            video_id=keyed_id(user.id, "videos/generate", idempotency_key),
+        )
         return presenters.video(row, sora2.settings.public_url, sora2.links)
 
     @post(
@@ -98,8 +106,12 @@ class VideosController(Controller):
             video_id, after = parse_event_id(last_event_id)
             row = await anyio.to_thread.run_sync(sora2.videos.get, user.id, video_id)
             return await follow(sora2, row, after)
+        request = partial(
+            sora2.videos.request,
+            video_id=keyed_id(user.id, "videos/generate-stream", idempotency_key),
+        )
         row = await anyio.to_thread.run_sync(
-            sora2.videos.request, user.id, data.prompt, data.duration, data.aspect_ratio
+            request, user.id, data.prompt, data.duration, data.aspect_ratio
         )
         return await follow(sora2, row, None)
 
@@ -214,7 +226,8 @@ class VideosController(Controller):
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
-        row = sora2.videos.regenerate(user.id, video_id)
+        new_id = keyed_id(user.id, f"videos/{video_id}/regenerate", idempotency_key)
+        row = sora2.videos.regenerate(user.id, video_id, new_id)
         return presenters.video(row, sora2.settings.public_url, sora2.links)
 
     @post(
