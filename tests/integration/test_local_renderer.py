@@ -256,14 +256,14 @@ def test_a_non_positive_duration_fails(tmp_path, duration):
 
 @pytest.mark.slow
 def test_an_error_midway_fails_with_a_safe_message_and_removes_partial_files(tmp_path, monkeypatch):
-    original_frame = Scene.frame
+    original_draw = Scene.draw  # what the renderer draws with
 
-    def broken_frame(self, index):
+    def broken_draw(self, index, picture):
         if index == 30:
             raise RuntimeError("internal detail /secret/path")
-        return original_frame(self, index)
+        return original_draw(self, index, picture)
 
-    monkeypatch.setattr(Scene, "frame", broken_frame)
+    monkeypatch.setattr(Scene, "draw", broken_draw)
     req = request(duration=5, aspect_ratio="1:1")
     with pytest.raises(GenerationFailed) as failure:
         LocalRenderer().generate(req, tmp_path, ProgressLog(), never)

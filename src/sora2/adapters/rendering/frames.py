@@ -6,7 +6,10 @@ prompts give visibly different ones. The prompt itself is shown on a caption pan
 
 Drawing is cheap per frame: the background and the caption are drawn once, and each frame
 is a window slid across the background plus a few small precomputed sprites blended on top
-with integer numpy arithmetic.
+with integer numpy arithmetic. All of it is kept and drawn in the encoder's own picture
+format, BT.709 YUV 4:2:0 (full-size luma, half-size chroma): half the samples of RGB, and
+no colour conversion per frame. Alpha blending commutes with the (affine) RGB to YUV
+conversion, so blending in YUV gives the picture blending in RGB would.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
+from av.video.reformatter import Colorspace
 from PIL import Image, ImageDraw, ImageFont
 
 Rgb = tuple[int, int, int]
@@ -46,6 +51,8 @@ class Scene:
         frame_count: int,
         font_path: Path | None = None,
     ) -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"4:2:0 pictures need an even size, not {width}x{height}")
         self.width, self.height, self.fps, self.frame_count = width, height, fps, frame_count
         rng = prompt_rng(prompt)
         palette = Palette.from_rng(rng)
@@ -53,29 +60,46 @@ class Scene:
         self._blobs = [Blob.from_rng(rng, colour, width, height) for colour in palette.lights]
         font = load_font(font_path, width, height)
         self._caption = caption_sprite(prompt, width, font)
-        self._bar_colour = np.array(palette.lights[0], dtype=np.uint8)
+        bar = rgb_to_yuv(np.array(palette.lights[0], dtype=np.float32))
+        self._bar_colour = tuple(int(c) for c in np.round(bar))
 
-    def frame(self, index: int) -> np.ndarray:
-        """An RGB (height, width, 3) uint8 array, a new one on each call."""
+    def draw(self, index: int, picture: Picture) -> None:
+        """Draw frame number `index` over the whole of `picture` (BT.709 limited range)."""
         progress = index / max(self.frame_count - 1, 1)
         seconds = index / self.fps
-        picture = self._background.window(progress)
+        self._background.window_into(picture, progress)
         for blob in self._blobs:
             x, y = blob.position(seconds)
             blob.sprite.blend_centred(picture, x, y)
         if self._caption is not None:
             self._draw_caption(picture, self._caption)
         self._draw_time_bar(picture, progress)
-        return picture
 
-    def _draw_caption(self, picture: np.ndarray, caption: Sprite) -> None:
+    def yuv420(self, index: int) -> np.ndarray:
+        """Frame number `index` as a yuv420p (height * 3 / 2, width) uint8 array (the Y plane,
+        then U, then V); a new one on each call."""
+        data = np.empty((self.height * 3 // 2, self.width), dtype=np.uint8)
+        self.draw(index, Picture.of_yuv420(data))
+        return data
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame number `index` as an RGB (height, width, 3) uint8 array (for thumbnails and
+        for checking what was drawn), a new one on each call."""
+        return yuv420_to_rgb(self.yuv420(index))
+
+    def _draw_caption(self, picture: Picture, caption: Sprite) -> None:
         """Centred horizontally, its bottom edge a little above the frame's."""
         bottom = int(self.height * 0.94)
         caption.blend_at(picture, (self.width - caption.width) // 2, bottom - caption.height)
 
-    def _draw_time_bar(self, picture: np.ndarray, progress: float) -> None:
+    def _draw_time_bar(self, picture: Picture, progress: float) -> None:
         bar_height = max(self.height // 120, 3)
-        picture[-bar_height:, : round(self.width * progress)] = self._bar_colour
+        length = round(self.width * progress)
+        y, u, v = self._bar_colour
+        picture.y[-bar_height:, :length] = y
+        chroma_rows, chroma_length = -(-bar_height // 2), -(-length // 2)
+        picture.u[-chroma_rows:, :chroma_length] = u
+        picture.v[-chroma_rows:, :chroma_length] = v
 
 
 def prompt_rng(prompt: str) -> np.random.Generator:
@@ -111,6 +135,59 @@ def _hsv(hue: float, saturation: float, value: float) -> Rgb:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
+# --- pictures in the encoder's format -------------------------------------------------
+
+
+def rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
+    """RGB (..., 3) in 0..255 to BT.709 limited-range Y, Cb, Cr (..., 3), as floats."""
+    rgb = rgb.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    luma = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return np.stack(
+        (
+            16 + luma * (219 / 255),
+            128 + (b - luma) * (224 / 255 / 1.8556),
+            128 + (r - luma) * (224 / 255 / 1.5748),
+        ),
+        axis=-1,
+    )
+
+
+def yuv420_to_rgb(data: np.ndarray) -> np.ndarray:
+    """A yuv420p array as `Scene.yuv420` gives it, converted as a player would show it."""
+    frame = av.VideoFrame.from_ndarray(data, format="yuv420p")
+    return frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU709)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Where one frame is drawn: writable views of its yuv420p planes."""
+
+    y: np.ndarray  # (height, width) uint8
+    u: np.ndarray  # (height / 2, width / 2)
+    v: np.ndarray
+
+    @staticmethod
+    def of_yuv420(data: np.ndarray) -> Picture:
+        """Views of a (height * 3 / 2, width) array holding the planes back to back."""
+        width, height = data.shape[1], data.shape[0] * 2 // 3
+        flat, luma, chroma = data.reshape(-1), width * height, width * height // 4
+        return Picture(
+            flat[:luma].reshape(height, width),
+            flat[luma : luma + chroma].reshape(height // 2, width // 2),
+            flat[luma + chroma :].reshape(height // 2, width // 2),
+        )
+
+    @staticmethod
+    def of_video_frame(frame: av.VideoFrame) -> Picture:
+        """Views of a yuv420p `av.VideoFrame`'s own buffers: drawing there saves a copy."""
+        views = []
+        for plane in frame.planes:
+            rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+            views.append(rows[:, : plane.width])
+        return Picture(*views)
+
+
 # --- background -------------------------------------------------------------------------
 
 
@@ -118,7 +195,7 @@ def _hsv(hue: float, saturation: float, value: float) -> Rgb:
 class Background:
     """A soft wave pattern larger than the frame; the frame's window pans across it."""
 
-    canvas: np.ndarray  # (height + pan_y, width + pan_x, 3) uint8
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray]  # Y, U, V of (width+pan_x, height+pan_y)
     width: int
     height: int
     start: tuple[int, int]  # window's top-left at the first frame
@@ -126,23 +203,30 @@ class Background:
 
     @staticmethod
     def from_rng(rng: np.random.Generator, palette: Palette, width: int, height: int) -> Background:
-        pan_x, pan_y = width // 4, height // 4
-        canvas = _wave_pattern(rng, palette.darks, width + pan_x, height + pan_y)
+        pan_x, pan_y = width // 4 // 2 * 2, height // 4 // 2 * 2  # even: chroma stays aligned
+        planes = _wave_pattern(rng, palette.darks, width + pan_x, height + pan_y)
         start = (int(rng.integers(0, pan_x + 1)), int(rng.integers(0, pan_y + 1)))
         end = (pan_x - start[0], pan_y - start[1])  # the opposite corner region
-        return Background(canvas, width, height, start, end)
+        return Background(planes, width, height, start, end)
 
-    def window(self, progress: float) -> np.ndarray:
+    def window_into(self, picture: Picture, progress: float) -> None:
+        """Copy the frame's window of the pattern into `picture` (at even offsets, where
+        the half-size chroma planes have a sample)."""
         eased = 0.5 - 0.5 * math.cos(math.pi * progress)
-        x = round(self.start[0] + (self.end[0] - self.start[0]) * eased)
-        y = round(self.start[1] + (self.end[1] - self.start[1]) * eased)
-        return self.canvas[y : y + self.height, x : x + self.width].copy()
+        x = round((self.start[0] + (self.end[0] - self.start[0]) * eased) / 2)
+        y = round((self.start[1] + (self.end[1] - self.start[1]) * eased) / 2)
+        luma, cb, cr = self.planes
+        picture.y[...] = luma[2 * y : 2 * y + self.height, 2 * x : 2 * x + self.width]
+        half_width, half_height = self.width // 2, self.height // 2
+        picture.u[...] = cb[y : y + half_height, x : x + half_width]
+        picture.v[...] = cr[y : y + half_height, x : x + half_width]
 
 
 def _wave_pattern(
     rng: np.random.Generator, stops: tuple[Rgb, Rgb, Rgb], width: int, height: int
-) -> np.ndarray:
-    """A sum of three slanted low-frequency sine waves, coloured through three stops.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sum of three slanted low-frequency sine waves, coloured through three stops, as
+    Y (height, width) and U, V (height / 2, width / 2) planes.
 
     So smooth a pattern loses nothing by being computed at a quarter of the size and scaled
     up, which makes it about 16 times cheaper."""
@@ -164,51 +248,95 @@ def _wave_pattern(
     picture = np.where(
         field[..., None] < 0.5, low + (mid - low) * lower, mid + (high - mid) * upper
     )
-    small = Image.fromarray(np.clip(picture + 0.5, 0, 255).astype(np.uint8))
-    return np.array(small.resize((width, height), Image.Resampling.BILINEAR))
+    yuv = np.clip(rgb_to_yuv(picture) + 0.5, 0, 255).astype(np.uint8)
+    sizes = ((width, height), (width // 2, height // 2), (width // 2, height // 2))
+    return tuple(  # type: ignore[return-value]
+        np.array(Image.fromarray(yuv[..., c]).resize(size, Image.Resampling.BILINEAR))
+        for c, size in enumerate(sizes)
+    )
 
 
 # --- sprites ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Sprite:
-    """A precomputed RGBA patch, stored ready for integer blending:
-    out = (under * keep + paint) >> 8, with keep = 256 - alpha and paint = colour * alpha."""
+class Layer:
+    """One plane's share of a sprite, stored ready for integer blending:
+    out = (under * keep + paint) >> 8, with keep = 256 - alpha and paint = value * alpha."""
 
-    keep: np.ndarray  # (h, w, 1) uint16, 0..256
-    paint: np.ndarray  # (h, w, 3) uint16, colour * alpha
+    keep: np.ndarray  # (h, w) uint16, 0..256
+    paint: np.ndarray  # (h, w) uint16, value * alpha
 
-    @property
-    def width(self) -> int:
-        return self.keep.shape[1]
-
-    @property
-    def height(self) -> int:
-        return self.keep.shape[0]
-
-    @staticmethod
-    def from_rgba(rgba: np.ndarray) -> Sprite:
-        alpha = rgba[..., 3:4].astype(np.uint16)
-        alpha += alpha >> 7  # 0..255 -> 0..256 so that opaque really is opaque
-        return Sprite(keep=256 - alpha, paint=rgba[..., :3].astype(np.uint16) * alpha)
-
-    def blend_centred(self, picture: np.ndarray, x: float, y: float) -> None:
-        self.blend_at(picture, round(x) - self.width // 2, round(y) - self.height // 2)
-
-    def blend_at(self, picture: np.ndarray, left: int, top: int) -> None:
-        """Blend in place with the sprite's top-left at (left, top); clipped to the picture."""
+    def blend_at(self, plane: np.ndarray, left: int, top: int) -> None:
+        """Blend in place with the layer's top-left at (left, top); clipped to the plane."""
+        height, width = self.keep.shape
         x0, y0 = max(left, 0), max(top, 0)
-        x1 = min(left + self.width, picture.shape[1])
-        y1 = min(top + self.height, picture.shape[0])
+        x1, y1 = min(left + width, plane.shape[1]), min(top + height, plane.shape[0])
         if x0 >= x1 or y0 >= y1:
             return
         sx, sy = slice(x0 - left, x1 - left), slice(y0 - top, y1 - top)
-        under = picture[y0:y1, x0:x1]
+        under = plane[y0:y1, x0:x1]
         mixed = under * self.keep[sy, sx]  # uint8 * uint16 -> uint16; max 255 * 256 fits
         mixed += self.paint[sy, sx]
         mixed >>= 8
         under[...] = mixed
+
+
+@dataclass(frozen=True)
+class Sprite:
+    """A precomputed RGBA patch as three layers: luma at full size, chroma at half size."""
+
+    layers: tuple[Layer, Layer, Layer]
+
+    @property
+    def width(self) -> int:
+        return self.layers[0].keep.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.layers[0].keep.shape[0]
+
+    @staticmethod
+    def from_rgba(rgba: np.ndarray) -> Sprite:
+        """From (h, w, 4) uint8; padded with transparency to an even size."""
+        height, width = rgba.shape[:2]
+        padded = np.zeros((height + height % 2, width + width % 2, 4), dtype=np.uint8)
+        padded[:height, :width] = rgba
+        alpha = padded[..., 3].astype(np.float32) / 255
+        premultiplied = rgb_to_yuv(padded[..., :3]) * alpha[..., None]
+        chroma_alpha, chroma = _halved(alpha), _halved(premultiplied[..., 1:])
+        return Sprite(
+            (
+                _layer(alpha, premultiplied[..., 0]),
+                _layer(chroma_alpha, chroma[..., 0]),
+                _layer(chroma_alpha, chroma[..., 1]),
+            )
+        )
+
+    def blend_centred(self, picture: Picture, x: float, y: float) -> None:
+        self.blend_at(picture, round(x) - self.width // 2, round(y) - self.height // 2)
+
+    def blend_at(self, picture: Picture, left: int, top: int) -> None:
+        """Blend in place with the sprite's top-left at about (left, top): at the even
+        position at or left of and above it, where the chroma planes have a sample."""
+        left, top = left // 2, top // 2
+        luma, cb, cr = self.layers
+        luma.blend_at(picture.y, 2 * left, 2 * top)
+        cb.blend_at(picture.u, left, top)
+        cr.blend_at(picture.v, left, top)
+
+
+def _halved(values: np.ndarray) -> np.ndarray:
+    """Each 2x2 block of the first two axes averaged: 4:2:0's half-size chroma."""
+    return (values[0::2, 0::2] + values[1::2, 0::2] + values[0::2, 1::2] + values[1::2, 1::2]) / 4
+
+
+def _layer(alpha: np.ndarray, premultiplied: np.ndarray) -> Layer:
+    """From alpha in 0..1 and value * alpha (floats) to the integer form `Layer` blends."""
+    return Layer(
+        keep=(256 - np.round(alpha * 256)).astype(np.uint16),
+        paint=np.round(premultiplied * 256).astype(np.uint16),
+    )
 
 
 @dataclass(frozen=True)

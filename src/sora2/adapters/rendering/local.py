@@ -22,9 +22,9 @@ from pathlib import Path
 import av
 import numpy as np
 from av.video.reformatter import Colorspace
-from PIL import Image, ImageFont
+from PIL import ImageFont
 
-from sora2.adapters.rendering.frames import Scene
+from sora2.adapters.rendering.frames import Picture, Scene
 from sora2.application.ports import (
     GeneratedVideo,
     GenerationCancelled,
@@ -130,7 +130,7 @@ def _frame_size(request: GenerationRequest) -> tuple[int, int]:
 
 def _watched(
     scene: Scene, progress: _Progress, cancelled: Callable[[], bool]
-) -> Iterator[np.ndarray]:
+) -> Iterator[av.VideoFrame]:
     """The scene's frames, reporting progress and checking for cancellation as the encoder
     pulls them: when it asks for frame n, frames 0..n-1 have been encoded."""
     progress.started()
@@ -139,15 +139,25 @@ def _watched(
             _raise_if(cancelled)
         if index:
             progress.frames_done(index)
-        yield scene.frame(index)
+        frame = av.VideoFrame(scene.width, scene.height, "yuv420p")
+        scene.draw(index, Picture.of_video_frame(frame))  # straight into the encoder's buffers
+        yield frame
     progress.frames_done(scene.frame_count)
     _raise_if(cancelled)
 
 
 def _write_thumbnail(scene: Scene, path: Path) -> None:
-    picture = Image.fromarray(scene.frame(int(scene.frame_count * THUMBNAIL_AT)))
-    size = (scene.width // THUMBNAIL_SCALE, scene.height // THUMBNAIL_SCALE)
-    picture.resize(size, Image.Resampling.LANCZOS).save(path, format="JPEG", quality=85)
+    """One swscale pass scales the drawn frame down and converts it to RGB."""
+    frame = av.VideoFrame(scene.width, scene.height, "yuv420p")
+    scene.draw(int(scene.frame_count * THUMBNAIL_AT), Picture.of_video_frame(frame))
+    small = frame.reformat(
+        width=scene.width // THUMBNAIL_SCALE,
+        height=scene.height // THUMBNAIL_SCALE,
+        format="rgb24",
+        src_colorspace=Colorspace.ITU709,
+        interpolation="LANCZOS",
+    )
+    small.to_image().save(path, format="JPEG", quality=85)
 
 
 def _raise_if(cancelled: Callable[[], bool]) -> None:
@@ -174,9 +184,15 @@ class H264Settings:
 
 
 def encode_h264(
-    pictures: Iterable[np.ndarray], path: Path, width: int, height: int, settings: H264Settings
+    pictures: Iterable[np.ndarray | av.VideoFrame],
+    path: Path,
+    width: int,
+    height: int,
+    settings: H264Settings,
 ) -> None:
-    """Write RGB (height, width, 3) uint8 pictures as a browser-streamable H.264 MP4.
+    """Write pictures as a browser-streamable H.264 MP4: each either an RGB
+    (height, width, 3) uint8 array, converted here, or already BT.709 yuv420p, as a
+    (height * 3 / 2, width) array or an `av.VideoFrame`, which x264 takes as it is.
 
     Whatever `pictures` raises (cancellation included) propagates, after the file is closed.
     """
@@ -215,9 +231,14 @@ def _add_h264_stream(
     return stream
 
 
-def _yuv_frame(picture: np.ndarray, index: int) -> av.VideoFrame:
-    frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-    frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
+def _yuv_frame(picture: np.ndarray | av.VideoFrame, index: int) -> av.VideoFrame:
+    if isinstance(picture, av.VideoFrame):
+        frame = picture
+    elif picture.ndim == 2:
+        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+    else:
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
     frame.pts = index
     return frame
 
