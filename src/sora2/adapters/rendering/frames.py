@@ -15,6 +15,7 @@ conversion, so blending in YUV gives the picture blending in RGB would.
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import math
 import unicodedata
@@ -33,6 +34,7 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 BLOB_COUNT = 5
 WAVE_DOWNSCALE = 4  # the background pattern is computed at 1/4 size, then scaled up
 CAPTION_MAX_LINES = 4
+RECENT_SCENES = 4  # prompts whose drawn layers are kept: about 5 MB each at 1280x720
 # Longer prompts are cut before wrapping, which keeps wrapping cheap; 600 characters never
 # fit in CAPTION_MAX_LINES at our font size, so the cut always ends up behind the ellipsis.
 CAPTION_MAX_CHARS = 600
@@ -54,14 +56,8 @@ class Scene:
         if width % 2 or height % 2:
             raise ValueError(f"4:2:0 pictures need an even size, not {width}x{height}")
         self.width, self.height, self.fps, self.frame_count = width, height, fps, frame_count
-        rng = prompt_rng(prompt)
-        palette = Palette.from_rng(rng)
-        self._background = Background.from_rng(rng, palette, width, height)
-        self._blobs = [Blob.from_rng(rng, colour, width, height) for colour in palette.lights]
-        font = load_font(font_path, width, height)
-        self._caption = caption_sprite(prompt, width, font)
-        bar = rgb_to_yuv(np.array(palette.lights[0], dtype=np.float32))
-        self._bar_colour = tuple(int(c) for c in np.round(bar))
+        layers = _layers(prompt, width, height, font_path)
+        self._background, self._blobs, self._caption, self._bar_colour = layers
 
     def draw(self, index: int, picture: Picture) -> None:
         """Draw frame number `index` over the whole of `picture` (BT.709 limited range)."""
@@ -100,6 +96,21 @@ class Scene:
         chroma_rows, chroma_length = -(-bar_height // 2), -(-length // 2)
         picture.u[-chroma_rows:, :chroma_length] = u
         picture.v[-chroma_rows:, :chroma_length] = v
+
+
+@functools.lru_cache(maxsize=RECENT_SCENES)
+def _layers(
+    prompt: str, width: int, height: int, font_path: Path | None
+) -> tuple[Background, tuple[Blob, ...], Sprite | None, tuple[int, int, int]]:
+    """What a prompt's frames are drawn from, kept for the last few prompts (a retried or
+    repeated prompt starts at once). Only ever read, so one copy serves every thread."""
+    rng = prompt_rng(prompt)
+    palette = Palette.from_rng(rng)
+    background = Background.from_rng(rng, palette, width, height)
+    blobs = tuple(Blob.from_rng(rng, colour, width, height) for colour in palette.lights)
+    caption = caption_sprite(prompt, width, load_font(font_path, width, height))
+    bar = np.round(rgb_to_yuv(np.array(palette.lights[0], dtype=np.float32)))
+    return background, blobs, caption, (int(bar[0]), int(bar[1]), int(bar[2]))
 
 
 def prompt_rng(prompt: str) -> np.random.Generator:
@@ -201,6 +212,10 @@ class Background:
     start: tuple[int, int]  # window's top-left at the first frame
     end: tuple[int, int]  # ... and at the last
 
+    def __post_init__(self) -> None:
+        for plane in self.planes:
+            plane.setflags(write=False)  # shared by every scene of the prompt
+
     @staticmethod
     def from_rng(rng: np.random.Generator, palette: Palette, width: int, height: int) -> Background:
         pan_x, pan_y = width // 4 // 2 * 2, height // 4 // 2 * 2  # even: chroma stays aligned
@@ -267,6 +282,10 @@ class Layer:
     keep: np.ndarray  # (h, w) uint16, 0..256
     paint: np.ndarray  # (h, w) uint16, value * alpha
 
+    def __post_init__(self) -> None:
+        for array in (self.keep, self.paint):
+            array.setflags(write=False)  # shared by every scene of the prompt
+
     def blend_at(self, plane: np.ndarray, left: int, top: int) -> None:
         """Blend in place with the layer's top-left at (left, top); clipped to the plane."""
         height, width = self.keep.shape
@@ -299,11 +318,9 @@ class Sprite:
     @staticmethod
     def from_rgba(rgba: np.ndarray) -> Sprite:
         """From (h, w, 4) uint8; padded with transparency to an even size."""
-        height, width = rgba.shape[:2]
-        padded = np.zeros((height + height % 2, width + width % 2, 4), dtype=np.uint8)
-        padded[:height, :width] = rgba
-        alpha = padded[..., 3].astype(np.float32) / 255
-        premultiplied = rgb_to_yuv(padded[..., :3]) * alpha[..., None]
+        rgba = _even_sized(rgba)
+        alpha = rgba[..., 3].astype(np.float32) / 255
+        premultiplied = rgb_to_yuv(rgba[..., :3]) * alpha[..., None]
         chroma_alpha, chroma = _halved(alpha), _halved(premultiplied[..., 1:])
         return Sprite(
             (
@@ -311,6 +328,16 @@ class Sprite:
                 _layer(chroma_alpha, chroma[..., 0]),
                 _layer(chroma_alpha, chroma[..., 1]),
             )
+        )
+
+    @staticmethod
+    def of_colour(colour: Rgb, alpha: np.ndarray) -> Sprite:
+        """One colour under an (h, w) opacity in 0..1: cheaper than `from_rgba`."""
+        alpha = _even_sized(alpha.astype(np.float32))
+        luma, cb, cr = (float(c) for c in rgb_to_yuv(np.array(colour)))
+        half = _halved(alpha)
+        return Sprite(
+            (_layer(alpha, alpha * luma), _layer(half, half * cb), _layer(half, half * cr))
         )
 
     def blend_centred(self, picture: Picture, x: float, y: float) -> None:
@@ -324,6 +351,16 @@ class Sprite:
         luma.blend_at(picture.y, 2 * left, 2 * top)
         cb.blend_at(picture.u, left, top)
         cr.blend_at(picture.v, left, top)
+
+
+def _even_sized(values: np.ndarray) -> np.ndarray:
+    """Padded with zeros (transparency) to an even height and width."""
+    height, width = values.shape[:2]
+    if not (height % 2 or width % 2):
+        return values
+    padded = np.zeros((height + height % 2, width + width % 2, *values.shape[2:]), values.dtype)
+    padded[:height, :width] = values
+    return padded
 
 
 def _halved(values: np.ndarray) -> np.ndarray:
@@ -373,11 +410,7 @@ def _glow_sprite(colour: Rgb, radius: int, peak: float) -> Sprite:
     """A disc whose opacity falls smoothly from `peak` at the centre to 0 at `radius`."""
     ys, xs = np.mgrid[-radius : radius + 1, -radius : radius + 1].astype(np.float32)
     distance = np.sqrt(xs * xs + ys * ys) / radius
-    opacity = peak * np.clip(1 - distance, 0, 1) ** 1.3
-    rgba = np.empty((*distance.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = colour
-    rgba[..., 3] = np.round(opacity * 255).astype(np.uint8)
-    return Sprite.from_rgba(rgba)
+    return Sprite.of_colour(colour, peak * np.clip(1 - distance, 0, 1) ** 1.3)
 
 
 # --- caption ----------------------------------------------------------------------------
