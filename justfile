@@ -4,9 +4,9 @@ set dotenv-load := false
 
 py := ".venv/bin/python"
 
-# list the recipes
+# list the recipes (`./dev` alone); just is in .venv/bin, not on PATH
 default:
-    @just --list
+    @"{{just_executable()}}" --list --justfile "{{justfile()}}"
 
 # the API on http://localhost:3001 with embedded defaults (SQLite, local files, local renderer)
 serve *args:

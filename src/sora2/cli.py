@@ -6,18 +6,60 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import uvicorn
 
 from sora2.config import ConfigError, Settings
 
 if TYPE_CHECKING:
     from sora2.bootstrap import Sora2
 
+log = logging.getLogger("sora2")
+EXIT_USAGE = 2
+# after SIGTERM: how long open requests get before uvicorn cancels them (streams end at once)
+GRACE_SECONDS = 5
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument error is one line (and exit 2), as every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def sora2_version() -> str:
+    try:
+        return version("sora2")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sora2", description="Sora2 video-generation backend")
+    """The `sora2` command: its exit code. Errors are one line on stderr: 2 when the
+    command cannot run as asked (arguments, configuration, a file, a service away)."""
+    from sora2.adapters.logs import configure_logging
+
+    configure_logging(json=False)  # until the settings say which format
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # an operator reads one line; the trace is for --debug runs
+        log.debug("the command failed", exc_info=True)
+        print(f"sora2: {_describe(error)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _main(argv: list[str] | None) -> int:
+    from sora2.adapters.logs import configure_logging
+
+    parser = Parser(prog="sora2", description="Sora2 video-generation backend")
+    parser.add_argument("--version", action="version", version=f"sora2 {sora2_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default=None, help="address to bind (default HOST or 0.0.0.0)")
@@ -43,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
     add_admin_commands(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()
     except ConfigError as error:
         print(f"sora2: configuration error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    configure_logging(json=settings.log_json, level=settings.log_level)
     if args.command == "serve":
         host, port = args.host or settings.host, args.port or settings.port
         try:
@@ -82,10 +124,22 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _describe(error: Exception) -> str:
+    """What went wrong, in one line an operator can act on."""
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.strerror or error}: {error.filename}"
+    text = " ".join(str(error).split()) or type(error).__name__
+    from eventsourcing.persistence import OperationalError as StoreUnavailable
+    from psycopg import OperationalError as DatabaseUnavailable
+
+    if isinstance(error, StoreUnavailable | DatabaseUnavailable):
+        return f"the database is not reachable: {text}"
+    return f"{type(error).__name__}: {text}"[:500]
+
+
 def worker(settings: Settings) -> int:
     """Take video jobs until SIGTERM/SIGINT; unfinished renders are resumed by the next
     runner (at once on this host, after the lease elsewhere)."""
-    import signal
     import threading
 
     from sora2.bootstrap import bootstrap
@@ -137,20 +191,30 @@ HTTP_PARSER = "h11"
 
 
 def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int:
-    import uvicorn
-
+    """Serve until SIGTERM or SIGINT, then stop within a bounded time and exit 0: open event
+    streams end at once (the app hooks the signal, `draining.py`), other requests get
+    GRACE_SECONDS, the container closes."""
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level,
+        "log_config": None,  # our format (sora2.adapters.logs), already set up
+        "access_log": False,  # RequestLog writes one masked line per request instead
+        "proxy_headers": False,
+        "http": HTTP_PARSER,
+        "server_header": False,  # no banner naming the server software
+        "timeout_graceful_shutdown": GRACE_SECONDS,
+    }
+    # Before uvicorn takes SIGTERM over (start-up), and when it re-raises it once it is done,
+    # it ends the command with exit 0 after closing the container: a supervisor reads any
+    # other code as a crash.
+    signal.signal(signal.SIGTERM, _stop_asked)
     if workers > 1:  # each process builds its own container from the environment
         uvicorn.run(
             "sora2.adapters.http.processes:app_of_this_process",
             factory=True,
             workers=workers,
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=False,
-            proxy_headers=False,
-            http=HTTP_PARSER,
-            server_header=False,  # no banner naming the server software
+            **options,
         )
         return 0
     from sora2.adapters.http.app import create_app
@@ -159,19 +223,14 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
     sora2 = bootstrap(settings)
     app = create_app(sora2)
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=False,
-            proxy_headers=False,
-            http=HTTP_PARSER,
-            server_header=False,  # no banner naming the server software
-        )
+        uvicorn.run(app, **options)
     finally:
         sora2.close()
     return 0
+
+
+def _stop_asked(signum: int, frame: Any) -> NoReturn:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     sse_retry_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 3000  # EventSource's `retry:`
     # a stream ends after this long and the client resumes it (0: only at the final state)
     sse_stream_max_seconds: Annotated[int, Field(ge=0, le=86_400)] = 0
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = (
+        "info"
+    )
+    # auto: JSON lines in production, readable text elsewhere
+    log_format: Annotated[Literal["auto", "json", "text"], BeforeValidator(_lower)] = "auto"
 
     @field_validator("node_env", mode="before")
     @classmethod
@@ -237,6 +242,10 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.node_env == "production"
+
+    @property
+    def log_json(self) -> bool:
+        return self.log_format == "json" or (self.log_format == "auto" and self.production)
 
     @property
     def sqlite_path(self) -> Path:

@@ -28,11 +28,13 @@ from sora2.adapters.http.controllers.payments import PaymentsController
 from sora2.adapters.http.controllers.public import PublicController
 from sora2.adapters.http.controllers.users import UsersController
 from sora2.adapters.http.controllers.videos import VideosController
+from sora2.adapters.http.draining import StreamDrain, drain_on_stop_signals
 from sora2.adapters.http.errors import error_response
 from sora2.adapters.http.headers import security_headers
 from sora2.adapters.http.idempotency import IdempotencyMiddleware
 from sora2.adapters.http.json_limits import JsonDepthMiddleware
 from sora2.adapters.http.rate_limit import RateLimitMiddleware
+from sora2.adapters.http.request_log import RequestLog
 from sora2.bootstrap import Sora2
 
 DESCRIPTION = (
@@ -44,15 +46,19 @@ DESCRIPTION = (
 
 
 @asynccontextmanager
-async def background_work(sora2: Sora2) -> AsyncIterator[None]:
-    """While the app serves, the container follows the log and (VIDEO_JOBS=inline) renders."""
+async def background_work(sora2: Sora2, app: Litestar, close: bool) -> AsyncIterator[None]:
+    """While the app serves, the container follows the log and (VIDEO_JOBS=inline) renders.
+    `close`: the container ends with the app (a process of `serve --workers N`)."""
     handlers = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="handler")
     asyncio.get_running_loop().set_default_executor(handlers)
     await anyio.to_thread.run_sync(sora2.start)
+    drain_on_stop_signals(app.state.drain_streams)
     try:
         yield
     finally:
         handlers.shutdown(wait=False)  # its idle threads end with the app
+        if close:
+            await anyio.to_thread.run_sync(sora2.close)
 
 
 @get("/api-docs.json", include_in_schema=False, media_type=MediaType.JSON)
@@ -81,7 +87,9 @@ def request_scope(sora2: Sora2) -> Any:
 HANDLER_THREADS = 64
 
 
-def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
+def create_app(
+    sora2: Sora2, controllers: list[Any] | None = None, close_with_app: bool = False
+) -> Litestar:
     settings = sora2.settings
 
     handlers: list[Any] = [
@@ -98,7 +106,7 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         *(controllers or []),
         openapi_json,
     ]
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         dependencies={
             "sora2": Provide(lambda: sora2, use_cache=True, sync_to_thread=False),
@@ -106,19 +114,26 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         },
         exception_handlers={Exception: error_response},
         state=State({"sora2": sora2}),  # for guards, which run before dependencies
-        lifespan=[lambda app: background_work(sora2)],
+        lifespan=[lambda app: background_work(sora2, app, close_with_app)],
         cors_config=CORSConfig(
             allow_origins=[settings.frontend_url],
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             # Last-Event-ID: an EventSource of the front end resuming a stream
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
             expose_headers=[
                 "X-RateLimit-Limit",
                 "X-RateLimit-Remaining",
                 "X-RateLimit-Reset",
                 "Retry-After",
                 "Content-Disposition",
+                "X-Request-ID",
             ],
         ),
         middleware=[
@@ -143,4 +158,11 @@ def create_app(sora2: Sora2, controllers: list[Any] | None = None) -> Litestar:
         ),
         request_max_body_size=1024 * 1024,
         debug=False,
+        logging_config=None,  # the process set up logging (sora2.adapters.logs)
     )
+    # outside routing, errors and CORS, so every answer (a router's 404 too) has its id and
+    # its log line; `sora2 serve` calls `app.state.drain_streams()` when told to stop
+    drain = StreamDrain(app.asgi_handler)
+    app.asgi_handler = RequestLog(drain)
+    app.state.drain_streams = drain.drain
+    return app

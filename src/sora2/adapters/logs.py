@@ -1,0 +1,102 @@
+"""One log format for every process and library: JSON lines in production, readable text in
+development (`LOG_FORMAT` chooses otherwise).
+
+structlog renders the standard library's records (ours, uvicorn's, psycopg's …), so every
+line carries the same fields: `timestamp`, `level`, `logger`, `event`, the `request_id` of the
+request it belongs to (bound by the HTTP layer), and whatever a call adds with `extra=`.
+Before a line is written, anything that looks like a credential is masked: bearer tokens,
+JWTs, share-link tokens and signed-URL query values, wherever they appear in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+# the values a log line must never show, and what shows instead
+MASK = "[redacted]"
+_MASKS = [
+    (re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), MASK),  # a JWT (access, refresh, reset)
+    (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), rf"\g<1>{MASK}"),
+    (re.compile(r"(/share/)[^/\s?#\"']+"), rf"\g<1>{MASK}"),  # a share link's token
+    (
+        re.compile(
+            r"(?i)([?&;](?:[\w.-]*(?:token|signature|sig|secret|password|key|code|auth)"
+            r"[\w.-]*)=)[^&\s#\"']*"
+        ),
+        rf"\g<1>{MASK}",
+    ),
+    (re.compile(r"(?i)(://[^/\s:@]+:)[^@\s/]+@"), rf"\g<1>{MASK}@"),  # a password in a URL
+]
+
+
+def masked(text: str) -> str:
+    """`text` with every credential-looking part replaced by `[redacted]`."""
+    for pattern, replacement in _MASKS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _mask_credentials(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = masked(value)
+    return event
+
+
+def _rename_event(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    """JSON lines name the message `message`, as log collectors expect."""
+    event["message"] = event.pop("event", "")
+    return event
+
+
+def configure_logging(json: bool, level: str = "info") -> None:
+    """Route every logger through one structlog formatter on stderr (call once per process,
+    again to change the format)."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if json:
+        final: list[Any] = [
+            structlog.processors.format_exc_info,
+            _mask_credentials,
+            _rename_event,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ]
+    else:
+        final = [
+            structlog.processors.format_exc_info,
+            _mask_credentials,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        library = logging.getLogger(name)
+        library.handlers.clear()  # uvicorn's own config, if it ran, would print twice
+        library.propagate = True
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
