@@ -83,9 +83,13 @@ class Sora2:
 
     def ready(self) -> list[LaneStatus]:
         """Raise unless the database answers; how far each processor got."""
+        self.ping_database()
+        return self.runner.status()
+
+    def ping_database(self) -> None:
+        """Raise unless the event store answers (readiness)."""
         ping(self.store_env)
         self.log.recorder.max_notification_id()
-        return self.runner.status()
 
     def start(self, render: bool | None = None) -> None:
         """Follow the log (read models, NATS relay, job dispatch) and, in a process that

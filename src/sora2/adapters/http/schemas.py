@@ -381,6 +381,17 @@ class Health(Body):
     status: str
     processors: list[ProcessorStatus] | None = None
     job_sweeps: int | None = None  # sweeps for unfinished videos so far (a process that renders)
+    # each configured dependency (database, redis, nats, storage, processors): "ok"
+    checks: dict[str, str] | None = None
+
+
+class NotReady(Body):
+    """The error body, plus each dependency's answer: "ok", or what is wrong with it."""
+
+    error: str
+    message: str
+    status_code: int
+    checks: dict[str, str]
 
 
 IdempotencyKey = Annotated[

@@ -21,6 +21,7 @@ import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from nats.aio.client import Client as NATS
@@ -102,6 +103,9 @@ class NatsRelay:
         """
         if self._nc is not None:
             return
+        # nats-py retries a first connection for ever, a warning a second; fail fast
+        # instead, so the caller backs off (the runner's lane, `run_forever`)
+        await nats_answers(self.nats_url, timeout=5)
         nc = NATS()
         try:
             await nc.connect(
@@ -126,6 +130,15 @@ class NatsRelay:
         nc, self._nc = self._nc, None
         if nc is not None:
             await _quietly_close(nc)
+
+    async def ping(self, timeout: float) -> None:
+        """Raise unless NATS answers (readiness): our connection if we have one, else a
+        probe (the relay connects when it has its first event to publish)."""
+        if self._nc is not None:
+            if not self._nc.is_connected:
+                raise ConnectionError("disconnected from NATS; reconnecting")
+            return
+        await nats_answers(self.nats_url, timeout)
 
     async def _disconnected(self) -> None:
         if self._nc is not None:  # not our own close()
@@ -320,6 +333,29 @@ class NatsRelay:
         except IntegrityError:
             pass  # another relay already recorded this position or a later one
         self._untracked = None
+
+
+async def nats_answers(url: str, timeout: float) -> None:
+    """Raise ConnectionError unless a server of `url` (comma-separated) greets us with
+    its INFO line within `timeout` seconds."""
+    problems = []
+    for server in (s.strip() for s in url.split(",") if s.strip()):
+        parsed = urlsplit(server if "://" in server else f"nats://{server}")
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), timeout=timeout
+            )
+            try:
+                greeting = await asyncio.wait_for(reader.readline(), timeout=timeout)
+            finally:
+                writer.close()
+            if greeting.startswith(b"INFO"):
+                return
+            problems.append(f"{host}:{port} is not a NATS server")
+        except (TimeoutError, OSError) as error:
+            problems.append(f"{host}:{port}: {type(error).__name__} {error}".strip())
+    raise ConnectionError("NATS does not answer (" + "; ".join(problems) + ")")
 
 
 def relay_from_settings(sora2: Sora2, subject_prefix: str = DEFAULT_PREFIX) -> NatsRelay | None:

@@ -19,6 +19,7 @@ PUBLISH_TIMEOUT = 60.0
 
 class RelayProcessor(Processor):
     name = RELAY_NAME
+    retry_on_poke = False  # NATS away: back off, whatever the traffic
 
     def __init__(self, relay: NatsRelay) -> None:
         self.relay = relay
@@ -28,6 +29,9 @@ class RelayProcessor(Processor):
             target=self._loop.run_forever, name="nats-relay-loop", daemon=True
         )
         self._thread.start()
+
+    async def ping(self, timeout: float) -> None:
+        await self.relay.ping(timeout)
 
     def position(self) -> int:
         return self.relay.position

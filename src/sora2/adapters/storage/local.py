@@ -66,6 +66,13 @@ class LocalBlobStorage:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def ping(self) -> None:
+        """Raise unless the folder is there and writable (readiness)."""
+        if not self.root.is_dir():
+            raise OSError(f"{self.root} is not a folder")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"{self.root} is not writable")
+
     # --- writing --------------------------------------------------------------------
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:

@@ -86,6 +86,11 @@ class S3BlobStorage:
                         raise
             self._bucket_ready = True
 
+    def ping(self) -> None:
+        """Raise unless the endpoint answers and takes our credentials (readiness); a
+        missing bucket is fine: it is created on the first write."""
+        self._client.bucket_exists(self.bucket)
+
     # --- writing --------------------------------------------------------------------
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:

@@ -29,6 +29,10 @@ class PositionMoved(Exception):
 
 class Processor(ABC):
     name: str
+    # Stuck, may a command's poke retry at once? Not when the failure is a service being
+    # away (NATS): then only the lane's back-off retries, so an outage costs no warning per
+    # command.
+    retry_on_poke: bool = True
 
     @abstractmethod
     def position(self) -> int:

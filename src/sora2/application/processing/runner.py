@@ -216,7 +216,8 @@ class Lane:
                 self._stick(Stuck(self._position + 1, "", _brief(error)))
                 count = 0
             if self.stuck is not None:
-                self._wake.wait(backoff)  # a poke retries at once; else back off
+                # a poke retries at once (if the processor allows it); else back off
+                (self._wake if self.processor.retry_on_poke else stop).wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 1.0
@@ -237,6 +238,10 @@ class ProcessingRunner:
         self.lanes[lane.name] = lane
         if self._started:
             lane.start(self._stop)
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     def start(self) -> None:
         if self._started:

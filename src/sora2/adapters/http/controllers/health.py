@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 
 from sora2.adapters.http import schemas
-from sora2.adapters.http.errors import documented, error_body
+from sora2.adapters.readiness import CHECK_TIMEOUT, OK, check_dependencies
 from sora2.bootstrap import Sora2
+
+NOT_READY_EXAMPLE = {
+    "error": "Service Unavailable",
+    "message": "not ready: redis (ConnectionError: Connection refused)",
+    "statusCode": 503,
+    "checks": {"database": "ok", "redis": "ConnectionError: Connection refused", "storage": "ok"},
+}
 
 
 class HealthController(Controller):
@@ -22,15 +32,26 @@ class HealthController(Controller):
 
     @get(
         "/ready",
-        sync_to_thread=True,
-        responses=documented(503),
-        summary="Readiness: the database answers; how far each follower of the log got",
+        responses={
+            503: ResponseSpec(
+                data_container=schemas.NotReady,
+                description="A configured dependency (database, redis, nats, storage, "
+                "processors) does not answer; `checks` says which and why",
+                generate_examples=False,
+                examples=[Example(summary="Redis is down", value=NOT_READY_EXAMPLE)],
+            )
+        },
+        summary="Readiness: every configured dependency answers; how far each follower of "
+        f"the log got (answers within about {CHECK_TIMEOUT:g} s)",
     )
-    def ready(self, sora2: NamedDependency[Sora2]) -> Response[Any]:
-        try:
-            lanes = sora2.ready()
-        except Exception:
-            return Response(error_body(503, "the database is not reachable"), status_code=503)
+    async def ready(self, sora2: NamedDependency[Sora2]) -> Response[Any]:
+        checks = await check_dependencies(sora2)
+        failed = {name: why for name, why in checks.items() if why != OK}
+        if failed:
+            message = "not ready: " + "; ".join(f"{name} ({why})" for name, why in failed.items())
+            body = schemas.NotReady("Service Unavailable", message, 503, checks)
+            return Response(body, status_code=503)
+        lanes = await anyio.to_thread.run_sync(sora2.runner.status)
         processors = [
             schemas.ProcessorStatus(
                 lane.name,
@@ -43,7 +64,8 @@ class HealthController(Controller):
             )
             for lane in lanes
         ]
-        # a stuck processor degrades what it serves, not the API: stay in the pool, say so
+        # a processor stuck at an event degrades what it serves, not the API: stay in the
+        # pool, say so
         status = "degraded" if any(p.stuck for p in processors) else "ready"
         sweeps = sora2.jobs.sweeps if sora2.jobs.sweeping else None
-        return Response(schemas.Health(status, processors, sweeps))
+        return Response(schemas.Health(status, processors, sweeps, checks))
