@@ -41,7 +41,9 @@ DESCRIPTION = (
     "Sora2 turns text prompts into videos. Buy credits through orders, spend them to "
     "generate videos, follow progress live (SSE), download and share. Every error answers "
     "`{error, message, statusCode}`. Authenticate with `Authorization: Bearer <accessToken>`; "
-    "the refresh token travels in the HttpOnly `refreshToken` cookie."
+    "the refresh token travels in the HttpOnly `refreshToken` cookie. Every response carries "
+    "`X-Request-ID` (yours, if you send a usable one: up to 128 of `A-Za-z0-9-_.:/+=@`), "
+    "which the server's log lines of that request carry too."
 )
 
 

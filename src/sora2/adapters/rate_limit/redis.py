@@ -51,10 +51,6 @@ class RedisRateLimitStore:
         self._hit = self.redis.register_script(HIT)
         self._next_try: float | None = None  # while Redis is away: when to try it again
 
-    @property
-    def away(self) -> bool:
-        return self._next_try is not None
-
     async def hit(self, key: str, window_seconds: int) -> tuple[int, float]:
         if self._next_try is not None and time.monotonic() < self._next_try:
             return await self.fallback.hit(key, window_seconds)
@@ -68,7 +64,7 @@ class RedisRateLimitStore:
             return await self.fallback.hit(key, window_seconds)
         if self._next_try is not None:
             self._next_try = None
-            log.warning("Redis at %s answers again: rate limits are shared again", self.address)
+            log.info("Redis at %s answers again: rate limits are shared again", self.address)
         return int(count), time.time() + int(ttl_ms) / 1000
 
     async def ping(self) -> None:
