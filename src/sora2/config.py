@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     jwt_refresh_secret: str = Field("", **SECRET)
     jwt_expires_in: Duration = timedelta(minutes=15)
     jwt_refresh_expires_in: Duration = timedelta(days=7)
+    # a session ends this long after its sign-in however often it is refreshed
+    jwt_refresh_absolute_lifetime: Duration = timedelta(days=30)
     redis_host: str | None = None
     redis_port: Port = 6379
     upload_dir: Path = Path("./uploads")

@@ -18,7 +18,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import Api, start_api
+from tests.conftest import Api, running_api, start_api
 from tests.support.backends import sqlite_settings
 from tests.support.errors import assert_error
 
@@ -626,3 +626,32 @@ def test_logout_with_an_expired_access_token_still_ends_the_cookies_session(api:
     assert_error(post_refresh(api, refresh), 401, "Unauthorized")
     with api.client(expired) as c:  # without the cookie an expired token proves nothing
         assert_error(c.post("/api/auth/logout"), 401, "Unauthorized")
+
+
+def test_a_session_refreshed_again_and_again_ends_at_its_absolute_lifetime(
+    tmp_path: Path,
+) -> None:
+    """The drill's session refreshed every 6 days lived past 30; here in seconds: tokens of
+    2 s refreshed every 0.3 s, and the sign-in ends 4 s after it, fresh token or not."""
+    settings = sqlite_settings(
+        tmp_path, JWT_REFRESH_EXPIRES_IN="2", JWT_REFRESH_ABSOLUTE_LIFETIME="4"
+    )
+    with running_api(settings) as api:
+        api.register("alice")
+        signed_in = time.monotonic()
+        _, token = sign_in(api, "alice@example.com")
+        refreshes = 0
+        while (r := post_refresh(api, token)).status_code == 200:
+            token, refreshes = refresh_cookie(r).value, refreshes + 1
+            assert time.monotonic() - signed_in < 4 + 10, "the session never ended"
+            time.sleep(0.3)
+        lived = time.monotonic() - signed_in
+        assert_error(r, 401, message="this session has expired; sign in again")
+        assert lived >= 4 and refreshes >= 3, (lived, refreshes)  # outlived its tokens' 2 s
+        assert_error(post_refresh(api, token), 401)  # ended, not refused once
+        _, fresh = sign_in(api, "alice@example.com")  # a new sign-in starts a new lifetime
+        assert post_refresh(api, fresh).status_code == 200
+
+
+def test_the_absolute_session_lifetime_defaults_to_30_days(tmp_path: Path) -> None:
+    assert sqlite_settings(tmp_path).jwt_refresh_absolute_lifetime == timedelta(days=30)

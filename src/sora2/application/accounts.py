@@ -57,6 +57,7 @@ class Accounts:
         clock: Clock,
         signup_bonus: int,
         reset_link_base: str,
+        session_lifetime: timedelta = timedelta(days=30),
     ) -> None:
         self.log = log
         self.views = views
@@ -67,6 +68,7 @@ class Accounts:
         self.clock = clock
         self.signup_bonus = signup_bonus
         self.reset_link_base = reset_link_base
+        self.session_lifetime = session_lifetime  # however often its tokens rotate
         self._dummy: str | None = None  # made on first use, so CLI start-up stays quick
 
     # --- sign up and sign in -----------------------------------------------------------
@@ -120,7 +122,12 @@ class Accounts:
                 raise Forbidden("this account is suspended; contact support")
             if session.epoch != user.session_epoch:
                 raise NotAuthenticated("this session was revoked; sign in again")
-            fresh = session.rotate(token_id, uuid4(), self.clock.now())
+            now = self.clock.now()
+            if not session.ended and now - session.created_on > self.session_lifetime:
+                session.end("expired", now)  # rotation never makes a sign-in last for ever
+                self.seen.note(session.user_id, self.log.commit(session), revokes=True)
+                raise NotAuthenticated("this session has expired; sign in again")
+            fresh = session.rotate(token_id, uuid4(), now)
             position = self.log.commit(session)
             if not fresh:
                 self.seen.note(session.user_id, position, revokes=True)

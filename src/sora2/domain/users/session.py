@@ -22,7 +22,7 @@ class Session(Aggregate):
         token_id: UUID
 
     class Ended(Aggregate.Event):
-        reason: str  # "logout", "reuse"
+        reason: str  # "logout", "reuse", "expired"
 
     @event(Started)
     def __init__(
