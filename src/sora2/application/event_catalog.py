@@ -11,9 +11,11 @@ its class, so nothing is silently dropped.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,7 +25,6 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from sora2.application.event_log import event_id
 from sora2.domain.credits.ledger import CreditLedger
 from sora2.domain.orders.order import Order
 from sora2.domain.users.claim import Claim
@@ -166,18 +167,16 @@ def public_fields(event_class: type) -> dict[str, Any]:
 
 def public_message(domain_event: Any) -> tuple[EventKind, dict[str, Any]]:
     """The event's kind and its JSON-able payload: the envelope plus its public fields."""
-    kind = kind_of(type(domain_event))
-    if dataclasses.is_dataclass(domain_event):
-        names = [f.name for f in dataclasses.fields(domain_event)]
-    else:  # not an eventsourcing event class: publish what it holds
-        names = list(vars(domain_event))
-    data = {
-        camel_case(name): plain(getattr(domain_event, name))
-        for name in names
-        if name not in ENVELOPE_FIELDS and name not in SECRET_FIELDS and not name.startswith("_")
-    }
+    event_class = type(domain_event)
+    kind, names = (
+        _plan(event_class) if dataclasses.is_dataclass(event_class) else _ad_hoc(domain_event)
+    )
+    data = {}
+    for name, public in names:
+        value = getattr(domain_event, name)
+        data[public] = value if type(value) in _JSON_SCALARS else plain(value)
     payload = {
-        "eventId": str(event_id(domain_event)),
+        "eventId": event_id_text(domain_event),
         "type": kind.type,
         "aggregateId": str(domain_event.originator_id),
         "version": domain_event.originator_version,
@@ -187,11 +186,46 @@ def public_message(domain_event: Any) -> tuple[EventKind, dict[str, Any]]:
     return kind, payload
 
 
+_JSON_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
+@functools.cache
+def _plan(event_class: type) -> tuple[EventKind, tuple[tuple[str, str], ...]]:
+    """What to publish of an event class, worked out once: its kind, and its public fields
+    with their camelCase names (the relay maps thousands of events a second)."""
+    return kind_of(event_class), _published(f.name for f in dataclasses.fields(event_class))
+
+
+def _ad_hoc(domain_event: Any) -> tuple[EventKind, tuple[tuple[str, str], ...]]:
+    """Not an eventsourcing event class: publish what it holds."""
+    return kind_of(type(domain_event)), _published(vars(domain_event))
+
+
+def _published(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name, camel_case(name))
+        for name in names
+        if name not in ENVELOPE_FIELDS and name not in SECRET_FIELDS and not name.startswith("_")
+    )
+
+
+def event_id_text(domain_event: Any) -> str:
+    """`str(event_id(domain_event))`, the UUID 5 worked out on bytes: a third of the cost."""
+    name = str(domain_event.originator_version).encode()
+    digest = bytearray(hashlib.sha1(domain_event.originator_id.bytes + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with a `Z`; a naive time is taken to be UTC already."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def plain(value: Any) -> Any:
