@@ -22,7 +22,10 @@ import pytest
 from nats.js.api import DiscardPolicy, StreamConfig
 
 from sora2.adapters.nats.relay import NatsRelay, RelayError, relay_from_settings
+from sora2.adapters.nats.relay_processor import RelayProcessor
 from sora2.application.event_catalog import public_message
+from sora2.application.processing.log_reader import LogReader
+from sora2.application.processing.runner import Lane
 from sora2.bootstrap import Sora2, bootstrap
 from sora2.config import Settings
 from sora2.domain.credits.ledger import CreditLedger
@@ -337,6 +340,146 @@ def test_a_page_jetstream_partly_refuses_is_tracked_up_to_the_refusal_and_finish
             await nc.close()
 
     asyncio.run(scenario())
+    assert_log_order_once(asyncio.run(read_stream(names)), expected, names.prefix)
+
+
+# --- pipelining: pages on the wire at once ----------------------------------------------------
+
+
+async def read_chain(names: Names) -> list[tuple[str, str | None]]:
+    """(message id, the predecessor it names) of every stored message, in stream order."""
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(names.stream)
+        chain = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            headers = (await js.get_msg(names.stream, seq=seq)).headers or {}
+            chain.append((headers["Nats-Msg-Id"], headers.get("Nats-Expected-Last-Msg-Id")))
+        return chain
+    finally:
+        await nc.close()
+
+
+def test_pages_pipelined_in_a_window_arrive_once_in_log_order_each_naming_its_predecessor(
+    sora2: Sora2, names: Names
+) -> None:
+    buy_and_render(sora2, "hana")
+    buy_and_render(sora2, "ivan")
+    expected = stored(sora2)
+
+    async def scenario() -> None:
+        relay = make_relay(sora2, names, page_size=3, window=3)
+        await relay.start()
+        try:
+            assert await relay.catch_up() == len(expected)
+            assert relay.position == len(expected)  # tracked once every ack was in
+        finally:
+            await relay.close()
+
+    asyncio.run(scenario())
+    assert_log_order_once(asyncio.run(read_stream(names)), expected, names.prefix)
+    chain = asyncio.run(read_chain(names))
+    named = [(predecessor, chain[i - 1][0]) for i, (_, predecessor) in enumerate(chain) if i]
+    assert all(p in (None, previous) for p, previous in named)  # never a wrong predecessor
+    # pipelined: the first event of most pages names the last one of the page before it
+    assert sum(p is not None for p, _ in named[2::3]) >= 1
+
+
+def limited_stream(names: Names, max_msgs: int) -> StreamConfig:
+    return StreamConfig(
+        name=names.stream,
+        subjects=[f"{names.prefix}.>"],
+        duplicate_window=120.0,
+        max_msgs=max_msgs,
+        discard=DiscardPolicy.NEW,  # the publish after max_msgs is refused
+    )
+
+
+class Recording:
+    """A tracking recorder that remembers every position recorded."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.tracked = real, []
+
+    def insert_tracking(self, tracking: Any) -> None:
+        self.tracked.append(tracking.notification_id)
+        self.real.insert_tracking(tracking)
+
+    def max_tracking_id(self, name: str) -> int | None:
+        return self.real.max_tracking_id(name)
+
+
+def test_a_refusal_inside_the_window_tracks_nothing_past_it_and_later_pages_wait(
+    sora2: Sora2, names: Names
+) -> None:
+    buy_and_render(sora2, "jack")
+    buy_and_render(sora2, "kate")
+    expected = stored(sora2)
+    tracking = Recording(sora2.log.factory.tracking_recorder())
+
+    async def scenario() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        await js.add_stream(limited_stream(names, 5))
+        relay = make_relay(sora2, names, tracking_recorder=tracking, page_size=2, window=2)
+        await relay.start()
+        try:
+            with pytest.raises(RelayError, match="accepted 1 of 2"):  # 5, 6 | 6 refused
+                await relay.catch_up()
+            assert relay.position == 5 and max(tracking.tracked) == 5
+            assert await stream_messages(names) == 5  # and no later page got in after the gap
+            await js.update_stream(limited_stream(names, -1))
+            assert await relay.catch_up() == len(expected) - 5
+            assert relay.position == len(expected)
+        finally:
+            await relay.close()
+            await nc.close()
+
+    asyncio.run(scenario())
+    assert tracking.tracked == sorted(tracking.tracked)
+    assert_log_order_once(asyncio.run(read_stream(names)), expected, names.prefix)
+
+
+def test_the_relay_lane_sticks_at_a_refused_event_and_publishes_the_rest_once_in_order(
+    sora2: Sora2, names: Names
+) -> None:
+    """The path production takes: a lane of the runner hands the relay batches, and goes
+    on reading while their acks come in."""
+    buy_and_render(sora2, "liam")
+    buy_and_render(sora2, "mona")
+    expected = stored(sora2)
+    tracking = Recording(sora2.log.factory.tracking_recorder())
+
+    async def limit(max_msgs: int, create: bool = False) -> None:
+        nc = await nats.connect(NATS_URL)
+        try:
+            js = nc.jetstream()
+            config = limited_stream(names, max_msgs)
+            await (js.add_stream(config) if create else js.update_stream(config))
+        finally:
+            await nc.close()
+
+    asyncio.run(limit(5, create=True))
+    relay = make_relay(sora2, names, tracking_recorder=tracking, page_size=2, window=2)
+    processor = RelayProcessor(relay)
+    lane = Lane(processor, LogReader(sora2.log), batch_size=2)
+    try:
+        lane.catch_up()
+        processor.settle()
+        lane.catch_up()  # finds the failure, reads again from the tracked position
+        assert lane.stuck is not None and lane.stuck.position == 6
+        assert "maximum messages" in lane.stuck.error
+        assert relay.position == 5 and max(tracking.tracked) == 5
+        assert asyncio.run(stream_messages(names)) == 5
+
+        asyncio.run(limit(-1))
+        assert lane.catch_up() == len(expected) - 5
+        processor.settle()
+        assert lane.stuck is None and lane.position == relay.position == len(expected)
+    finally:
+        processor.close()
+    assert tracking.tracked == sorted(tracking.tracked)
     assert_log_order_once(asyncio.run(read_stream(names)), expected, names.prefix)
 
 

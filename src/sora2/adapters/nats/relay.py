@@ -1,17 +1,25 @@
 """The NATS relay: publishes every stored domain event to JetStream, reading the log as its outbox.
 
 Commands only write the log; this follower publishes afterwards, so a slow or absent NATS
-never blocks or loses a command. It publishes a page, awaits the acks, then records its
-position (eventsourcing's tracking table, under its own follower name). A crash in between
-publishes the page again on restart, and JetStream's duplicate window drops the repeats by
-`Nats-Msg-Id` (the event id); and each message carries its log position, so a restarted relay
-first moves its position up to the stream's last message: consumers see each event once, even
-after a restart outside the duplicate window.
+never blocks or loses a command. It publishes pages, and once a page's acks are all in it
+records its position (eventsourcing's tracking table, under its own follower name): never past
+an event JetStream has not acknowledged. A crash in between publishes those pages again on
+restart, and JetStream's duplicate window drops the repeats by `Nats-Msg-Id` (the event id);
+and each message carries its log position, so a restarted relay first moves its position up
+to the stream's last message: consumers see each event once, even after a restart outside the
+duplicate window.
 
-Order: a page is pipelined on one connection (hundreds of acks in flight), and every message
-but the first names its predecessor (`Nats-Expected-Last-Msg-Id`), so JetStream refuses to
-store an event after a gap: a lost publish can never let a later event overtake it. The stream
-holds the events in log order, so in log order per aggregate too.
+Speed: publishing is pipelined. Up to `window` pages are on the wire at once (their acks
+arrive on one inbox of the connection), the next page is read and mapped while the acks of
+the previous ones come in, and the position is recorded in a thread meanwhile, once for all
+the pages acknowledged by then.
+
+Order: every message but the first after an acknowledged position names its predecessor
+(`Nats-Expected-Last-Msg-Id`), across pages too, so JetStream refuses to store an event after
+a gap: a lost or refused publish can never let a later event overtake it, and everything
+after a refusal is refused as well. The stream holds the events in log order, so in log order
+per aggregate too. After a failure the relay first asks the stream how far it got, then goes
+on from there one page at a time until a page goes through again.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -34,7 +43,7 @@ from nats.js.errors import NotFoundError
 from sora2.application.event_catalog import public_message
 from sora2.application.event_log import EventLog
 from sora2.application.processing.log_reader import LogReader
-from sora2.application.processing.processor import Stored
+from sora2.application.processing.processor import PositionMoved, Stored
 
 if TYPE_CHECKING:
     from sora2.bootstrap import Sora2
@@ -48,12 +57,51 @@ DEFAULT_PREFIX = "sora2"
 DUPLICATE_WINDOW = 120.0  # seconds
 MAX_BACKOFF = 30.0
 POSITION_HEADER = "Sora2-Log-Position"  # the event's notification id in the log
+WINDOW = 2  # pages on the wire at once
 
 _json = msgspec.json.Encoder()
 
 
 class RelayError(Exception):
     """JetStream did not store part of a page; the rest is published on the next run."""
+
+
+class _Page:
+    """A page on the wire: an ack (None, or why JetStream refused) per message as they arrive."""
+
+    def __init__(self, outgoing: list[Outgoing], done: asyncio.Future[None]) -> None:
+        self.outgoing = outgoing
+        self.acks: list[str | None] = [None] * len(outgoing)
+        self.sent = 0  # how many were handed to the connection
+        self.waiting = 0  # sent and not acknowledged yet
+        self.all_sent = False
+        self.abandoned = False  # an earlier page failed: this one's acks no longer count
+        self.failure: str | None = None  # sending stopped part-way
+        self.done = done  # set once every sent message has its ack, or one was refused
+
+    def acked(self, index: int, refusal: str | None) -> None:
+        self.acks[index] = refusal
+        self.waiting -= 1
+        if refusal is not None or (self.waiting == 0 and self.all_sent):
+            self._finish()
+
+    def sending_ended(self) -> None:
+        self.all_sent = True
+        if self.waiting == 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def outcome(self, unacked: set[int]) -> tuple[int, str | None]:
+        """How many leading events JetStream stored, and why not more (None: all of them)."""
+        for index in range(self.sent):
+            if index in unacked:
+                return index, "no ack"
+            if (refusal := self.acks[index]) is not None:
+                return index, refusal
+        return self.sent, self.failure
 
 
 @dataclass(frozen=True)
@@ -79,6 +127,7 @@ class NatsRelay:
         poll_interval: float = 0.2,
         ack_timeout: float = 10.0,
         duplicate_window: float = DUPLICATE_WINDOW,
+        window: int = WINDOW,
     ) -> None:
         self.log = log
         self.reader = LogReader(log)
@@ -91,10 +140,23 @@ class NatsRelay:
         self.poll_interval = poll_interval
         self.ack_timeout = ack_timeout
         self.duplicate_window = duplicate_window
+        self.window = max(1, window)
         self._nc: NATS | None = None  # set once connected and the stream is ready
         # Published and acked but not yet tracked (the database failed): tracked first on the
         # next run, so a database outage longer than the duplicate window republishes nothing.
         self._untracked: int | None = None
+        # The pipeline: pages on the wire in log order, and who settles them.
+        self._inbox = ""
+        self._acks: Any = None  # the subscription every ack arrives on
+        self._replies: dict[int, tuple[_Page, int]] = {}  # reply number -> its page and index
+        self._next_reply = 0
+        self._on_wire: deque[_Page] = deque()
+        self._room: asyncio.Condition | None = None
+        self._settler: asyncio.Task[None] | None = None
+        self._sent_up_to: int | None = None  # the last position sent (None: ask the tracking)
+        self._chain: str | None = None  # its message id: what the next message expects
+        self._failure: BaseException | None = None  # a page failed: raised by the next call
+        self._careful = False  # after a failure: one page at a time until one goes through
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -124,12 +186,21 @@ class NatsRelay:
             js = nc.jetstream(timeout=self.ack_timeout)
             await self._ensure_stream(js)
             await self._catch_up_with_stream(js)
+            self._inbox = nc.new_inbox()
+            self._acks = await nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
         except BaseException:  # failed or cancelled: leave no half-open client behind
             await _quietly_close(nc)
             raise
         self._nc = nc
+        self._room = asyncio.Condition()
 
     async def close(self) -> None:
+        """Wait (a bounded time) for the pages on the wire to be acknowledged and tracked,
+        then disconnect."""
+        if self._settler is not None and not self._settler.done():
+            await asyncio.wait([self._settler], timeout=self.ack_timeout)
+            self._settler.cancel()
+        self._forget_the_wire()
         nc, self._nc = self._nc, None
         if nc is not None:
             await _quietly_close(nc)
@@ -199,48 +270,76 @@ class NatsRelay:
         return self.tracking_recorder.max_tracking_id(self.name) or 0
 
     async def run_once(self) -> int:
-        """Publish the next page of events after our position; how many were published.
+        """Publish the next page of events after our position and wait for its acks; how many
+        were published.
 
         Raises (after tracking what JetStream did accept) if part of the page was refused or
         not acknowledged in time; calling again publishes the rest.
         """
-        self._connection()
-        page = await asyncio.to_thread(self._read_page)
-        return await self._publish_page(page)
-
-    async def publish_stored(self, batch: list[Stored]) -> int:
-        """Publish events the processing runner read (right after our position)."""
-        if self._nc is None:
-            await self.start()  # may move our position up to what the stream already holds
-            done = await asyncio.to_thread(lambda: self.position)
-            batch = [stored for stored in batch if stored.position > done]
-        return await self._publish_page([self._outgoing(stored) for stored in batch])
-
-    async def _publish_page(self, page: list[Outgoing]) -> int:
-        nc = self._connection()
-        if self._untracked is not None:
-            await asyncio.to_thread(self._track, self._untracked)
-        if not page:
-            return 0
-        accepted, refusal = await self._publish(nc, page)
-        if accepted:
-            self._untracked = page[accepted - 1].position
-            await asyncio.to_thread(self._track, self._untracked)
-        if refusal is not None:
-            raise RelayError(
-                f"JetStream accepted {accepted} of {len(page)} events "
-                f"(positions {page[0].position}..{page[-1].position}): {refusal}"
-            )
+        await self._ready()
+        await self._settle_all()
+        page = await asyncio.to_thread(self._read_page, await self._after())
+        await self._send(page)
+        await self._settle_all()
         return len(page)
 
     async def catch_up(self) -> int:
-        """Publish every event stored so far; how many."""
+        """Publish every event stored so far, pipelined, and wait for the acks; how many."""
+        await self._ready()
         published = 0
-        while (count := await self.run_once()) > 0:
-            published += count
-            if count < self.page_size:
+        while True:
+            # Read in a thread: the acks of the pages on the wire come in meanwhile.
+            page = await asyncio.to_thread(self._read_page, await self._after())
+            await self._send(page)
+            published += len(page)
+            if len(page) < self.page_size:
                 break
+        await self._settle_all()
         return published
+
+    async def publish_stored(self, after: int, batch: list[Outgoing]) -> int:
+        """Put events the processing runner read (right after position `after`) on the wire;
+        returns once they are sent, their acks are awaited in the background.
+
+        Raises PositionMoved (after finding out from the stream how far it really got) when
+        an earlier page failed, so the runner reads again from our position; and the error
+        itself while the relay goes one page at a time after a failure.
+        """
+        if self._nc is None:
+            await self.start()  # may move our position up to what the stream already holds
+            done = await asyncio.to_thread(lambda: self.position)
+            batch = [message for message in batch if message.position > done]
+        elif self._on_wire and after != self._sent_up_to:
+            await self.settled()  # not where the pipeline stands: start afresh
+            self._sent_up_to = None
+        if self._failure is not None:
+            await self.resume()
+            raise PositionMoved
+        if self._careful:
+            await self._recover()
+            if after != await asyncio.to_thread(lambda: self.position):
+                raise PositionMoved  # the stream holds more than we tracked
+        await self._send(batch)
+        return len(batch)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a page sent by `publish_stored` failed since: call `resume`, then go on
+        from our position."""
+        return self._failure is not None
+
+    async def resume(self) -> None:
+        """After a failure: log it, and find out from the stream how far it really got."""
+        await self.settled()  # what was acked before the failure is tracked by then
+        if self._failure is not None:
+            failure = self._take_failure()
+            log.warning("NATS relay: %s; going on from where the stream stands", failure)
+        await self._recover()
+
+    async def settled(self) -> None:
+        """Until every page on the wire is settled (acknowledged and tracked, or failed)."""
+        while self._settler is not None and not self._settler.done():
+            await asyncio.shield(self._settler)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Follow the log until `stop` is set. Failures are logged and retried with back-off:
@@ -250,7 +349,7 @@ class NatsRelay:
             try:
                 if self._nc is None and not await _unless_stopped(self.start(), stop):
                     return
-                published = await self.run_once()
+                published = await self.catch_up()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -269,11 +368,23 @@ class NatsRelay:
             raise RuntimeError("call start() before publishing")
         return self._nc
 
-    def _read_page(self) -> list[Outgoing]:
-        """The next page, decoded and mapped (runs in a thread: it reads the database)."""
-        return [self._outgoing(s) for s in self.reader.read(self.position, self.page_size)]
+    async def _ready(self) -> None:
+        """Connected, and past any earlier failure: raise it once, then recover from it."""
+        self._connection()
+        await self._raise_failure()
+        await self._recover()
 
-    def _outgoing(self, stored: Stored) -> Outgoing:
+    async def _after(self) -> int:
+        """Where the next page starts: after what is on the wire, or our tracked position."""
+        if self._sent_up_to is not None:
+            return self._sent_up_to
+        return await asyncio.to_thread(lambda: self.position)
+
+    def _read_page(self, after: int) -> list[Outgoing]:
+        """The page after `after`, decoded and mapped (runs in a thread: it reads the database)."""
+        return [self.outgoing(s) for s in self.reader.read(after, self.page_size)]
+
+    def outgoing(self, stored: Stored) -> Outgoing:
         kind, payload = public_message(stored.event)
         return Outgoing(
             stored.position,
@@ -282,30 +393,43 @@ class NatsRelay:
             _json.encode(payload),  # UTF-8, compact: what json.dumps(ensure_ascii=False) gives
         )
 
-    async def _publish(self, nc: NATS, page: list[Outgoing]) -> tuple[int, str | None]:
-        """Pipeline the page in log order; how many leading events were stored, and why not more.
+    async def _recover(self) -> None:
+        """After a failure: track what was acked, and ask the stream how far it really got
+        (an ack lost in a disconnect may hide events it stored)."""
+        if self._untracked is not None and (self._settler is None or self._settler.done()):
+            await asyncio.to_thread(self._track, self._untracked)
+        if self._careful and not self._on_wire:
+            await self._catch_up_with_stream(self._connection().jetstream(timeout=self.ack_timeout))
 
-        This is `js.publish` (a request whose reply is the ack) with the page in flight at
+    async def _send(self, page: list[Outgoing]) -> None:
+        """Put a page on the wire behind the ones already there (at most `window` at once).
+
+        This is `js.publish` (a request whose reply is the ack) with the pages in flight at
         once. It is not `js.publish_async`: in nats-py 2.16 that leaves the future pending
         when JetStream answers with an error, so one refusal would cost the whole ack timeout.
-        The first event of a page expects nothing: its predecessor was acked before our
-        position moved past it (by us or another relay).
+        The first event sent while nothing is on the wire expects nothing: its predecessor
+        was acked before our position moved past it (by us or another relay).
         """
-        inbox = nc.new_inbox()
+        if not page:
+            return
+        nc, room = self._connection(), self._room
+        assert room is not None
+        async with room:  # room on the wire, or a failure to report
+            await room.wait_for(
+                lambda: len(self._on_wire) < self.window or self._failure is not None
+            )
+        await self._raise_failure()
         loop = asyncio.get_running_loop()
-        acks = [loop.create_future() for _ in page]
-
-        async def on_ack(msg: Msg) -> None:
-            index = int(msg.subject.rsplit(".", 1)[1])
-            if not acks[index].done():
-                acks[index].set_result(_refusal(msg))
-
-        subscription = await nc.subscribe(f"{inbox}.*", cb=on_ack)
-        failure: str | None = None
-        sent = 0
+        sending = _Page(page, loop.create_future())
+        previous = self._chain if self._on_wire else None
+        self._on_wire.append(sending)
+        if self._settler is None or self._settler.done():
+            self._settler = loop.create_task(self._settle_in_order())
+        reply = -1
         try:
-            previous: str | None = None
-            for message in page:
+            for index, message in enumerate(page):
+                if sending.abandoned:
+                    break  # refused anyway: it names a predecessor the stream does not hold
                 headers = {
                     "Nats-Msg-Id": message.msg_id,
                     "Nats-Expected-Stream": self.stream,
@@ -313,31 +437,116 @@ class NatsRelay:
                 }
                 if previous is not None:
                     headers["Nats-Expected-Last-Msg-Id"] = previous
+                reply = self._next_reply
+                self._next_reply += 1
+                self._replies[reply] = (sending, index)
+                sending.waiting += 1
+                sending.sent += 1
                 await nc.publish(
-                    message.subject, message.payload, reply=f"{inbox}.{sent}", headers=headers
+                    message.subject,
+                    message.payload,
+                    reply=f"{self._inbox}.{reply}",
+                    headers=headers,
                 )
                 previous = message.msg_id
-                sent += 1
         except Exception as exc:  # disconnected, buffer full: the sent ones may still be acked
-            failure = f"publishing failed: {exc!r}"
+            self._replies.pop(reply, None)
+            sending.waiting -= 1
+            sending.sent -= 1
+            sending.failure = f"publishing failed: {exc!r}"
+        sending.sending_ended()
+        if not sending.abandoned:
+            self._chain = previous
+            if sending.sent:
+                self._sent_up_to = page[sending.sent - 1].position
+        if self._careful:  # one page at a time until one goes through again
+            await self._settle_all()
+            self._careful = False
+
+    async def _on_ack(self, msg: Msg) -> None:
         try:
-            if sent:
-                await asyncio.wait(acks[:sent], timeout=self.ack_timeout)
-        finally:
-            await _quietly(subscription.unsubscribe())
-        for accepted, ack in enumerate(acks[:sent]):
-            if not ack.done():
-                return accepted, f"no ack within {self.ack_timeout}s"
-            if (refusal := ack.result()) is not None:
-                return accepted, refusal
-        return sent, failure
+            sending, index = self._replies.pop(int(msg.subject.rsplit(".", 1)[1]))
+        except (KeyError, ValueError):
+            return  # late: its page was given up on
+        sending.acked(index, _refusal(msg))
+
+    async def _settle_in_order(self) -> None:
+        """Await the pages' acks in log order; track the position once for all the pages
+        acknowledged by then (in a thread, while the next pages go out); stop at a failure."""
+        room = self._room
+        assert room is not None
+        while self._on_wire:
+            oldest = self._on_wire[0]
+            try:
+                await asyncio.wait_for(asyncio.shield(oldest.done), self.ack_timeout)
+            except TimeoutError:
+                pass
+            accepted, refusal = oldest.outcome(self._unacked(oldest))
+            position = None
+            while refusal is None:
+                self._on_wire.popleft()
+                position = oldest.outgoing[accepted - 1].position if accepted else position
+                if not self._on_wire or not self._on_wire[0].done.done():
+                    break
+                oldest = self._on_wire[0]  # acknowledged already: tracked in the same step
+                accepted, refusal = oldest.outcome(self._unacked(oldest))
+            if refusal is not None and accepted:
+                position = oldest.outgoing[accepted - 1].position
+            if refusal is not None:
+                self._failure = RelayError(
+                    f"JetStream accepted {accepted} of {len(oldest.outgoing)} events "
+                    f"(positions {oldest.outgoing[0].position}..{oldest.outgoing[-1].position}): "
+                    + (f"no ack within {self.ack_timeout}s" if refusal == "no ack" else refusal)
+                )
+                self._forget_the_wire()  # what follows a refusal is refused too (the chain)
+            if position is not None:
+                try:
+                    await asyncio.to_thread(self._track, position)
+                except Exception as error:  # the database is away: tracked on the next call
+                    self._untracked = position
+                    if self._failure is None:
+                        self._failure = error
+                        self._forget_the_wire()
+            async with room:
+                room.notify_all()
+            if self._failure is not None:
+                return
+
+    def _unacked(self, sending: _Page) -> set[int]:
+        return {index for page, index in self._replies.values() if page is sending}
+
+    async def _settle_all(self) -> None:
+        await self.settled()
+        await self._raise_failure()
+
+    async def _raise_failure(self) -> None:
+        """Raise the failure once the settling that found it is over (what was acked before
+        it tracked), and go one page at a time from then on."""
+        if self._failure is not None:
+            await self.settled()
+            raise self._take_failure()
+
+    def _take_failure(self) -> BaseException:
+        failure, self._failure = self._failure, None
+        assert failure is not None
+        self._careful = True
+        return failure
+
+    def _forget_the_wire(self) -> None:
+        for sending in self._on_wire:
+            sending.abandoned = True
+        self._on_wire.clear()
+        self._replies.clear()
+        self._sent_up_to = None
+        self._chain = None
 
     def _track(self, position: int) -> None:
         try:
             self.tracking_recorder.insert_tracking(Tracking(self.name, position))
         except IntegrityError:
             pass  # another relay already recorded this position or a later one
-        self._untracked = None
+        if self._untracked is not None and self._untracked <= position:
+            self._untracked = None
 
 
 async def nats_answers(url: str, timeout: float) -> None:
@@ -404,6 +613,8 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
 
 def _refusal(ack: Msg) -> str | None:
     """Why JetStream refused a publish, from its reply; None if it stored (or deduplicated) it."""
+    if not ack.headers and ack.data.startswith(b'{"stream":') and b'"error"' not in ack.data:
+        return None  # `{"stream":"S","seq":7}`: the usual answer, read without parsing
     if ack.headers and ack.headers.get("Status") == "503":
         return "no stream listens on this subject"
     try:

@@ -2,17 +2,21 @@
 
 nats-py is asyncio; the lane is a thread. The relay's connection lives on an event loop of
 its own, in a thread of its own, so the client keeps its pings and reconnects between
-batches; the lane waits for each publish to finish there.
+batches. The lane maps a batch to messages itself, hands it to that loop and goes on to read
+the next one as soon as it is sent: the acks come in and the position is tracked meanwhile
+(at most the relay's window of pages on the wire). So the lane's position counts events
+sent; the tracked position, where a restart resumes, only moves past acknowledged ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from sora2.adapters.nats.relay import RELAY_NAME, NatsRelay
-from sora2.application.processing.processor import Processor, Stored
+from sora2.application.processing.processor import PositionMoved, Processor, Stored
 
 PUBLISH_TIMEOUT = 60.0
 
@@ -33,19 +37,37 @@ class RelayProcessor(Processor):
     async def ping(self, timeout: float) -> None:
         await self.relay.ping(timeout)
 
+    def start(self) -> None:
+        """Connect now (else the first batch does)."""
+        self._run(self.relay.start())
+
     def position(self) -> int:
         return self.relay.position
 
     def process(self, after: int, batch: Sequence[Stored]) -> None:
-        future = asyncio.run_coroutine_threadsafe(
-            self.relay.publish_stored(list(batch)), self._loop
-        )
-        future.result(timeout=PUBLISH_TIMEOUT)
+        messages = [self.relay.outgoing(stored) for stored in batch]  # in the lane's thread
+        self._run(self.relay.publish_stored(after, messages))
+
+    def check(self) -> None:
+        """A batch handed over earlier failed: the lane reads again from our position."""
+        if self.relay.failed:
+            self._run(self.relay.resume())
+            raise PositionMoved
+
+    def settle(self) -> None:
+        """Wait until every batch handed over is acknowledged and tracked (or failed: the
+        lane's next step finds out)."""
+        self._run(self.relay.settled())
+
+    def _run(self, work: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout=PUBLISH_TIMEOUT)
 
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        asyncio.run_coroutine_threadsafe(self.relay.close(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self.relay.close(), self._loop).result(
+            timeout=PUBLISH_TIMEOUT
+        )
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()

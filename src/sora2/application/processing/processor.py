@@ -38,6 +38,11 @@ class Processor(ABC):
     def position(self) -> int:
         """The last position whose effect is committed (0: nothing yet)."""
 
+    def check(self) -> None:
+        """Before each read: PositionMoved if the position went back behind what the lane
+        handed over (a processor that applies in the background found a failure)."""
+        return None
+
     @abstractmethod
     def process(self, after: int, batch: Sequence[Stored]) -> None:
         """Apply `batch` (the events right after position `after`) and move the position to

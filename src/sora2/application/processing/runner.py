@@ -119,6 +119,7 @@ class Lane:
             return 0
 
     def _step(self) -> int:
+        self.processor.check()
         if self._committed is None:
             self._committed = self.processor.position()
         after = self._committed
