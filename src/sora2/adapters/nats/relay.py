@@ -67,17 +67,19 @@ class RelayError(Exception):
 
 
 class _Page:
-    """A page on the wire: an ack (None, or why JetStream refused) per message as they arrive."""
+    """A page on the wire, and the acks asked for as they arrive (None, or why JetStream
+    refused). Messages name their predecessor, so an ack for one vouches for all before it."""
 
     def __init__(self, outgoing: list[Outgoing], done: asyncio.Future[None]) -> None:
         self.outgoing = outgoing
-        self.acks: list[str | None] = [None] * len(outgoing)
+        self.asked: list[int] = []  # indexes of the messages sent with a reply subject
+        self.acks: dict[int, str | None] = {}
         self.sent = 0  # how many were handed to the connection
-        self.waiting = 0  # sent and not acknowledged yet
+        self.waiting = 0  # asked for and not acknowledged yet
         self.all_sent = False
         self.abandoned = False  # an earlier page failed: this one's acks no longer count
         self.failure: str | None = None  # sending stopped part-way
-        self.done = done  # set once every sent message has its ack, or one was refused
+        self.done = done  # set once every ack asked for is in, or one was a refusal
 
     def acked(self, index: int, refusal: str | None) -> None:
         self.acks[index] = refusal
@@ -94,14 +96,18 @@ class _Page:
         if not self.done.done():
             self.done.set_result(None)
 
-    def outcome(self, unacked: set[int]) -> tuple[int, str | None]:
-        """How many leading events JetStream stored, and why not more (None: all of them)."""
-        for index in range(self.sent):
-            if index in unacked:
-                return index, "no ack"
+    def outcome(self) -> tuple[int, str | None]:
+        """How many leading events JetStream is known to hold, and why not more (None: all)."""
+        known = 0
+        for index in self.asked:
+            if index not in self.acks:
+                return known, "no ack"
             if (refusal := self.acks[index]) is not None:
-                return index, refusal
-        return self.sent, self.failure
+                return known, refusal
+            known = index + 1
+        if known < self.sent:
+            return known, self.failure or "no ack"
+        return known, self.failure
 
 
 @dataclass(frozen=True)
@@ -279,7 +285,7 @@ class NatsRelay:
         await self._ready()
         await self._settle_all()
         page = await asyncio.to_thread(self._read_page, await self._after())
-        await self._send(page)
+        await self._send(page, sparse=False)
         await self._settle_all()
         return len(page)
 
@@ -401,7 +407,7 @@ class NatsRelay:
         if self._careful and not self._on_wire:
             await self._catch_up_with_stream(self._connection().jetstream(timeout=self.ack_timeout))
 
-    async def _send(self, page: list[Outgoing]) -> None:
+    async def _send(self, page: list[Outgoing], sparse: bool = True) -> None:
         """Put a page on the wire behind the ones already there (at most `window` at once).
 
         This is `js.publish` (a request whose reply is the ack) with the pages in flight at
@@ -409,6 +415,12 @@ class NatsRelay:
         when JetStream answers with an error, so one refusal would cost the whole ack timeout.
         The first event sent while nothing is on the wire expects nothing: its predecessor
         was acked before our position moved past it (by us or another relay).
+
+        `sparse`: only the page's last message asks for an ack. Each message names its
+        predecessor, and JetStream stores none after a gap (nor a duplicate it does not
+        hold), so that one ack vouches for the whole page; a refusal somewhere says only
+        that the page did not go through, and the relay, one page at a time from then on
+        with an ack per message, finds out from the stream how far it got and why.
         """
         if not page:
             return
@@ -425,34 +437,31 @@ class NatsRelay:
         self._on_wire.append(sending)
         if self._settler is None or self._settler.done():
             self._settler = loop.create_task(self._settle_in_order())
-        reply = -1
+        every = self._careful or not sparse  # else only the page's last message is acked
+        last = len(page) - 1
         try:
             for index, message in enumerate(page):
                 if sending.abandoned:
                     break  # refused anyway: it names a predecessor the stream does not hold
-                headers = {
-                    "Nats-Msg-Id": message.msg_id,
-                    "Nats-Expected-Stream": self.stream,
-                    POSITION_HEADER: str(message.position),
-                }
+                headers = {"Nats-Msg-Id": message.msg_id, POSITION_HEADER: str(message.position)}
                 if previous is not None:
                     headers["Nats-Expected-Last-Msg-Id"] = previous
-                reply = self._next_reply
-                self._next_reply += 1
-                self._replies[reply] = (sending, index)
-                sending.waiting += 1
+                reply = ""
+                if every or index == last:
+                    number = self._next_reply
+                    self._next_reply += 1
+                    self._replies[number] = (sending, index)
+                    sending.asked.append(index)
+                    sending.waiting += 1
+                    reply = f"{self._inbox}.{number}"
                 sending.sent += 1
-                await nc.publish(
-                    message.subject,
-                    message.payload,
-                    reply=f"{self._inbox}.{reply}",
-                    headers=headers,
-                )
+                await nc.publish(message.subject, message.payload, reply=reply, headers=headers)
                 previous = message.msg_id
         except Exception as exc:  # disconnected, buffer full: the sent ones may still be acked
-            self._replies.pop(reply, None)
-            sending.waiting -= 1
             sending.sent -= 1
+            if sending.asked and sending.asked[-1] == sending.sent:
+                sending.asked.pop()
+                sending.waiting -= 1
             sending.failure = f"publishing failed: {exc!r}"
         sending.sending_ended()
         if not sending.abandoned:
@@ -468,7 +477,7 @@ class NatsRelay:
             sending, index = self._replies.pop(int(msg.subject.rsplit(".", 1)[1]))
         except (KeyError, ValueError):
             return  # late: its page was given up on
-        sending.acked(index, _refusal(msg))
+        sending.acked(index, _refusal(msg, self.stream))
 
     async def _settle_in_order(self) -> None:
         """Await the pages' acks in log order; track the position once for all the pages
@@ -481,7 +490,7 @@ class NatsRelay:
                 await asyncio.wait_for(asyncio.shield(oldest.done), self.ack_timeout)
             except TimeoutError:
                 pass
-            accepted, refusal = oldest.outcome(self._unacked(oldest))
+            accepted, refusal = oldest.outcome()
             position = None
             while refusal is None:
                 self._on_wire.popleft()
@@ -489,7 +498,7 @@ class NatsRelay:
                 if not self._on_wire or not self._on_wire[0].done.done():
                     break
                 oldest = self._on_wire[0]  # acknowledged already: tracked in the same step
-                accepted, refusal = oldest.outcome(self._unacked(oldest))
+                accepted, refusal = oldest.outcome()
             if refusal is not None and accepted:
                 position = oldest.outgoing[accepted - 1].position
             if refusal is not None:
@@ -511,9 +520,6 @@ class NatsRelay:
                 room.notify_all()
             if self._failure is not None:
                 return
-
-    def _unacked(self, sending: _Page) -> set[int]:
-        return {index for page, index in self._replies.values() if page is sending}
 
     async def _settle_all(self) -> None:
         await self.settled()
@@ -611,9 +617,15 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-def _refusal(ack: Msg) -> str | None:
-    """Why JetStream refused a publish, from its reply; None if it stored (or deduplicated) it."""
-    if not ack.headers and ack.data.startswith(b'{"stream":') and b'"error"' not in ack.data:
+def _refusal(ack: Msg, stream: str) -> str | None:
+    """Why JetStream refused a publish, from its reply; None if our stream stored (or
+    deduplicated) it. (Streams cannot share subjects: the answer names the one that has it.)"""
+    data = ack.data
+    if (
+        not ack.headers
+        and data.startswith(f'{{"stream":"{stream}",'.encode())
+        and b'"error"' not in data
+    ):
         return None  # `{"stream":"S","seq":7}`: the usual answer, read without parsing
     if ack.headers and ack.headers.get("Status") == "503":
         return "no stream listens on this subject"
@@ -625,6 +637,8 @@ def _refusal(ack: Msg) -> str | None:
         return f"unreadable ack {ack.data[:200]!r}"
     if (error := reply.get("error")) is not None:
         return f"{error.get('description', error)} (err_code {error.get('err_code')})"
+    if reply.get("stream") != stream:
+        return f"stored in stream {reply.get('stream')!r}, not {stream!r}"
     return None
 
 
