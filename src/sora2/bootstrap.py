@@ -14,7 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from sora2.adapters.clock import SystemClock
-from sora2.adapters.event_store import ping, postgres_env, schema_setup, sqlite_env
+from sora2.adapters.event_store import (
+    check_without_round_trip,
+    ping,
+    postgres_env,
+    schema_setup,
+    sqlite_env,
+)
 from sora2.adapters.jobs.runners import new_runner_id, runner_is_gone
 from sora2.adapters.mail.outbox import OutboxMailer
 from sora2.adapters.payments.sandbox import SandboxPayments
@@ -135,6 +141,7 @@ def bootstrap(
     runner_id = new_runner_id()  # this process, in job claims and Idempotency-Key leases
     with schema_setup(store_env):  # every table and function, one starting process at a time
         event_log = EventLog(env=store_env)
+        check_without_round_trip(event_log.factory.datastore)
         views = _read_model_view(event_log, store_env)
         board = _job_board(views, store_env)
         idempotency = _idempotency(views, store_env, runner_id)
