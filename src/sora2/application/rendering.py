@@ -63,6 +63,8 @@ class VideoJobs:
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="video-job")
+        # progress goes to the board from here, so a slow write never holds up a render
+        self._progress_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-progress")
         self._cancelled: dict[UUID, threading.Event] = {}
         self._futures: dict[UUID, Future[None]] = {}
         self._waiting: list[tuple[int, int, UUID]] = []  # (priority, arrival, video): a heap
@@ -135,6 +137,7 @@ class VideoJobs:
             for flag in self._cancelled.values():
                 flag.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._progress_pool.shutdown(wait=wait, cancel_futures=True)
         with self._lock:  # jobs that never started will not: their waiters are told
             for _, _, video_id in self._waiting:
                 if (future := self._futures.get(video_id)) is not None:
@@ -203,9 +206,15 @@ class VideoJobs:
                 return
             last.update(progress=progress, at=now)
             eta = None if seconds_remaining is None else max(0, round(seconds_remaining))
-            if not self.videos.report_progress(video_id, self.worker, int(progress), eta):
+            writes.offer(int(progress), eta)
+
+        def write(progress: int, eta: int | None) -> None:
+            if not flag.is_set() and not self.videos.report_progress(
+                video_id, self.worker, progress, eta
+            ):
                 flag.set()  # cancelled, deleted or taken over elsewhere
 
+        writes = _NewestOnly(write, self._progress_pool)
         return on_progress
 
     def _cancel_check(self, video_id: UUID, flag: threading.Event):  # noqa: ANN202
@@ -245,6 +254,41 @@ class VideoJobs:
     def _owns_folder(self, folder: Path) -> bool:
         with self._lock:
             return any(folder.name.split("~")[1] == str(v) for v in self._futures)
+
+
+class _NewestOnly:
+    """One job's progress writes, done on `pool` one at a time: while one is being written
+    only the newest value offered waits, the ones it replaces are never written."""
+
+    def __init__(self, write: Callable[[int, int | None], None], pool: ThreadPoolExecutor) -> None:
+        self._write, self._pool = write, pool
+        self._lock = threading.Lock()
+        self._newest: tuple[int, int | None] | None = None
+        self._busy = False
+
+    def offer(self, progress: int, seconds_remaining: int | None) -> None:
+        with self._lock:
+            self._newest = (progress, seconds_remaining)
+            if self._busy:
+                return
+            self._busy = True
+        try:
+            self._pool.submit(self._drain)
+        except RuntimeError:  # shutting down: progress no longer matters
+            with self._lock:
+                self._busy = False
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                value, self._newest = self._newest, None
+                if value is None:
+                    self._busy = False
+                    return
+            try:
+                self._write(*value)
+            except Exception:  # the database may be away a moment: only the bar suffers
+                log.warning("could not record a job's progress", exc_info=True)
 
 
 def _folder_safe(worker: str) -> str:
