@@ -168,6 +168,7 @@ def bootstrap(
         signup_bonus=settings.signup_bonus_credits,
         reset_link_base=f"{settings.frontend_url}/reset-password",
         session_lifetime=settings.jwt_refresh_absolute_lifetime,
+        report_link=f"{settings.frontend_url}/forgot-password",
     )
     orders = Orders(
         event_log, views, seen, payments, clock, settings.credit_price, settings.order_expires_in

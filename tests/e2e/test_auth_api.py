@@ -607,7 +607,10 @@ def test_a_reset_link_dies_when_the_password_or_email_changes(api: Api, change: 
                 json={"currentPassword": PASSWORD, "newPassword": "secured-now-1"},
             )
         else:
-            r = c.put("/api/users/profile", json={"email": "alice-new@example.com"})
+            r = c.put(
+                "/api/users/profile",
+                json={"email": "alice-new@example.com", "currentPassword": PASSWORD},
+            )
         assert r.status_code == 200, r.text
     with api.client() as c:
         r = c.post("/api/auth/reset-password", json={"token": token, "password": "attacker-pw"})

@@ -90,7 +90,13 @@ FIELDS = [
         signed_in=False,
     ),
     Field("PUT", "/api/users/profile", {"username": "alice_2"}, "username", USERNAME),
-    Field("PUT", "/api/users/profile", {"email": "alice2@example.com"}, "email", VALID_EMAIL),
+    Field(
+        "PUT",
+        "/api/users/profile",
+        {"email": "alice2@example.com", "currentPassword": "password123"},
+        "email",
+        VALID_EMAIL,
+    ),
     Field(
         "PUT",
         "/api/users/password",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+import re
+import time
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -66,7 +68,10 @@ def test_profile_needs_a_bearer_token(api: Api) -> None:
 def test_update_profile_changes_username_and_email(api: Api) -> None:
     alice, token = api.register("alice")
     with api.client(token) as c:
-        r = c.put("/api/users/profile", json={"username": "alice_2", "email": "New@Example.com"})
+        r = c.put(
+            "/api/users/profile",
+            json={"username": "alice_2", "email": "New@Example.com", "currentPassword": PASSWORD},
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["id"], body["username"], body["email"]) == (
@@ -89,7 +94,9 @@ def test_update_profile_with_one_field_keeps_the_other(api: Api) -> None:
         assert c.put("/api/users/profile", json={"username": "alicia"}).json()["email"] == (
             "alice@example.com"
         )
-        body = c.put("/api/users/profile", json={"email": "alicia@example.com"}).json()
+        body = c.put(
+            "/api/users/profile", json={"email": "alicia@example.com", "currentPassword": PASSWORD}
+        ).json()
         assert (body["username"], body["email"]) == ("alicia", "alicia@example.com")
         unchanged = c.put("/api/users/profile", json={})
         assert unchanged.status_code == 200
@@ -99,7 +106,10 @@ def test_update_profile_with_one_field_keeps_the_other(api: Api) -> None:
 def test_released_email_and_username_are_free_for_someone_else(api: Api) -> None:
     _, token = api.register("alice")
     with api.client(token) as c:
-        r = c.put("/api/users/profile", json={"username": "alicia", "email": "alicia@example.com"})
+        r = c.put(
+            "/api/users/profile",
+            json={"username": "alicia", "email": "alicia@example.com", "currentPassword": PASSWORD},
+        )
         assert r.status_code == 200, r.text
     user, _ = api.register("alice")  # alice@example.com, username alice
     assert (user["email"], user["username"]) == ("alice@example.com", "alice")
@@ -116,6 +126,7 @@ def test_taking_another_users_username_or_email_is_409(api: Api) -> None:
             ({"email": "BOB@example.com"}, "this email is already taken"),
             ({"username": "fresh", "email": "bob@example.com"}, "this email is already taken"),
         ):
+            body = {**body, "currentPassword": PASSWORD}
             assert_error(c.put("/api/users/profile", json=body), 409, "Conflict", message)
         profile = c.get("/api/users/profile").json()
     # nothing of a refused change was kept
@@ -336,3 +347,69 @@ def test_a_new_avatar_replaces_the_stored_old_one(sqlite_api: Api) -> None:
     assert sqlite_api.sora2.storage.size(new_key) > 0
     with pytest.raises(BlobNotFound):
         sqlite_api.sora2.storage.size(old_key)
+
+
+# --- account takeover: a stolen access token alone cannot move the account -------------
+
+
+def outbox(api: Api, to: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, str]]:
+    deadline = time.monotonic() + timeout
+    while len(found := [m for m in api.sora2.mailer.messages() if m["to"] == to]) < count:
+        assert time.monotonic() < deadline, (to, api.sora2.mailer.messages())
+        time.sleep(0.05)
+    return found
+
+
+def test_changing_the_email_needs_the_current_password_and_tells_the_old_address(
+    api: Api,
+) -> None:
+    _, token = api.register("alice")
+    with api.client(token) as c:
+        missing = c.put("/api/users/profile", json={"email": "thief@example.com"})
+        assert_error(missing, 400, message="currentPassword: is required to change the email")
+        wrong = c.put(
+            "/api/users/profile",
+            json={"email": "thief@example.com", "currentPassword": "not-the-password"},
+        )
+        assert_error(wrong, 401, message="the current password is wrong")
+        assert c.get("/api/users/profile").json()["email"] == "alice@example.com"
+        # the username alone still needs nothing more
+        assert c.put("/api/users/profile", json={"username": "alice_b"}).status_code == 200
+        assert [m for m in api.sora2.mailer.messages() if m["to"] == "alice@example.com"] == []
+
+        before = datetime.now(UTC)
+        moved = c.put(
+            "/api/users/profile",
+            json={"email": "alice.new@example.com", "currentPassword": PASSWORD},
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["email"] == "alice.new@example.com"
+    (notice,) = outbox(api, "alice@example.com")
+    assert notice["subject"] == "The email of your Sora2 account was changed"
+    assert "a***@example.com" in notice["body"]  # the new address, masked
+    assert "alice.new@example.com" not in notice["body"]
+    stamp = re.search(r"at (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC", notice["body"])
+    assert stamp, notice["body"]
+    when = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    assert before - timedelta(minutes=1) <= when <= datetime.now(UTC)
+    assert f"{api.sora2.settings.frontend_url}/forgot-password" in notice["body"]  # to report
+    assert "not you" in notice["body"]
+
+
+def test_a_password_change_tells_the_owner(api: Api) -> None:
+    _, token = api.register("alice")
+    with api.client(token) as c:
+        wrong = c.put(
+            "/api/users/password",
+            json={"currentPassword": "wrong-password", "newPassword": "new-password-1"},
+        )
+        assert_error(wrong, 401)
+        ok = c.put(
+            "/api/users/password",
+            json={"currentPassword": PASSWORD, "newPassword": "new-password-1"},
+        )
+        assert ok.status_code == 200, ok.text
+    (notice,) = outbox(api, "alice@example.com")
+    assert notice["subject"] == "Your Sora2 password was changed"
+    assert re.search(r"at \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", notice["body"]), notice["body"]
+    assert "/forgot-password" in notice["body"]

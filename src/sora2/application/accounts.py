@@ -11,7 +11,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from sora2.application.answers import user_row
@@ -22,7 +22,14 @@ from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import Access, UserRow
 from sora2.application.projections.view import ReadModelView
 from sora2.domain.credits.ledger import CreditLedger
-from sora2.domain.errors import Conflict, Forbidden, NotAuthenticated, NotFound, TooLarge
+from sora2.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    TooLarge,
+)
 from sora2.domain.users.claim import Claim
 from sora2.domain.users.rules import check_password, check_username, normalize_email
 from sora2.domain.users.session import Session
@@ -58,6 +65,7 @@ class Accounts:
         signup_bonus: int,
         reset_link_base: str,
         session_lifetime: timedelta = timedelta(days=30),
+        report_link: str = "",
     ) -> None:
         self.log = log
         self.views = views
@@ -69,6 +77,7 @@ class Accounts:
         self.signup_bonus = signup_bonus
         self.reset_link_base = reset_link_base
         self.session_lifetime = session_lifetime  # however often its tokens rotate
+        self.report_link = report_link  # where a notice's reader says "it was not me"
         self._dummy: str | None = None  # made on first use, so CLI start-up stays quick
 
     # --- sign up and sign in -----------------------------------------------------------
@@ -247,7 +256,13 @@ class Accounts:
             )
             return self.log.commit(fresh, session), session, fresh
 
-        return self._grant(*retry_on_conflict(decide), revokes=True)
+        grant = self._grant(*retry_on_conflict(decide), revokes=True)
+        self._tell_owner(
+            user.email,
+            "Your Sora2 password was changed",
+            f"The password of your Sora2 account was changed at {_when(self.clock.now())}.",
+        )
+        return grant
 
     # --- profile -------------------------------------------------------------------------
 
@@ -257,9 +272,24 @@ class Accounts:
             raise NotFound("user not found")
         return user
 
-    def update_profile(self, user_id: UUID, username: str | None, email: str | None) -> UserRow:
+    def update_profile(
+        self,
+        user_id: UUID,
+        username: str | None,
+        email: str | None,
+        current_password: str | None = None,
+    ) -> UserRow:
+        """Change the username and/or email. A new email needs the current password (a
+        stolen access token alone must not move the account, and with it its password
+        resets, to another address), and the old address is told."""
         email = normalize_email(email) if email is not None else None
         username = check_username(username) if username is not None else None
+        before = self.log.load(User, user_id, "user")
+        if email is not None and email.lower() != before.email.lower():
+            if not current_password:
+                raise InvalidInput("currentPassword: is required to change the email")
+            if not self.hasher.verify(before.password_hash, current_password):
+                raise NotAuthenticated("the current password is wrong")
 
         def decide() -> tuple[int | None, User]:
             user = self.log.load(User, user_id, "user")
@@ -283,6 +313,13 @@ class Accounts:
 
         position, user = retry_on_conflict(decide)
         self.seen.note(user_id, position)
+        if user.email.lower() != before.email.lower():
+            self._tell_owner(
+                before.email,
+                "The email of your Sora2 account was changed",
+                f"The email of your Sora2 account was changed to {_masked(user.email)} "
+                f"at {_when(self.clock.now())}.",
+            )
         return user_row(user)
 
     def set_avatar(self, user_id: UUID, data: bytes) -> UserRow:
@@ -308,6 +345,21 @@ class Accounts:
         return user_row(user)
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _tell_owner(self, address: str, subject: str, what: str) -> None:
+        """A security notice: what changed, when, and what to do if it was not the owner."""
+        try:
+            self.mailer.send(
+                address,
+                subject,
+                f"{what}\n\nIf this was you, there is nothing to do.\n\n"
+                f"If it was not you, report it and take your account back at once:\n"
+                f"{self.report_link}\n"
+                f"(ask for a password reset there with this address; every session of the "
+                f"account ends when the password is reset).",
+            )
+        except Exception:  # the change stands; only the notice is lost
+            log.exception("could not send a security notice")
 
     def _take_claim(self, kind: str, value: str, owner: UUID) -> Claim:
         claim = self.log.find(Claim, Claim.create_id(kind, value))
@@ -342,6 +394,16 @@ class Accounts:
         if row is None and (user := self.log.find(User, user_id)) is not None:
             return user_row(user)
         return row
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _masked(email: str) -> str:
+    """Enough of the new address for its owner to recognise, not for a reader to learn."""
+    name, _, domain = email.partition("@")
+    return f"{name[:1]}***@{domain}"
 
 
 def _digest(secret: str) -> str:

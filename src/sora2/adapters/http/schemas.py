@@ -115,8 +115,11 @@ class AccessTokenResponse(Body):
 
 
 class UpdateProfileRequest(Body):
+    """A new email also needs `currentPassword`; the old address is told of the change."""
+
     username: Username | None = None
     email: Email | None = None
+    current_password: AnyPassword | None = None
 
 
 class ChangePasswordRequest(Body):

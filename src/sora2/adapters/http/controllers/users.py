@@ -45,6 +45,8 @@ class UsersController(Controller):
         sync_to_thread=True,
         responses=documented(400, 401, 409, 429),
         summary="Change username and/or email (role and ids cannot be changed here)",
+        description="Changing the email needs `currentPassword`; the old address receives "
+        "a notice with the time of the change and a way to report it.",
     )
     def update_profile(
         self,
@@ -52,7 +54,9 @@ class UsersController(Controller):
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
     ) -> schemas.User:
-        row = sora2.accounts.update_profile(user.id, data.username, data.email)
+        row = sora2.accounts.update_profile(
+            user.id, data.username, data.email, data.current_password
+        )
         return presenters.user(row, sora2.settings.public_url)
 
     @put(
