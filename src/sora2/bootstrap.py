@@ -10,6 +10,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -231,6 +232,17 @@ def bootstrap(
         admin=Admin(event_log, views, seen, videos, orders, clock),
         extras=extras,
     )
+
+
+def audit_store(sora2: Sora2) -> Any:
+    """The auditors' snapshot reader of this container's database (`sora2 ledger`)."""
+    from sora2.adapters.audit_store import PostgresAuditStore, SqliteAuditStore
+    from sora2.adapters.event_store import connect_args
+
+    env, recorder = sora2.store_env, sora2.log.recorder
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        return PostgresAuditStore(connect_args(env), _schema(env) or "public", recorder)
+    return SqliteAuditStore(Path(env["SQLITE_DBNAME"]), recorder)
 
 
 def _event_store_env(settings: Settings) -> dict[str, str]:

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     nats_stream: str = "SORA2"
     nats_subject_prefix: str = "sora2"
+    # Ed25519, PEM or base64 of the 32-byte seed: signs ledger checkpoints (never in the DB)
+    ledger_signing_key: str | None = Field(None, **SECRET)
+    ledger_public_key: str | None = None  # what `ledger verify --against` trusts
     smtp_url: str | None = Field(None, **SECRET)
     video_credits_per_second: Annotated[int, Field(ge=1, le=10_000)] = 1
     signup_bonus_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 10
@@ -255,6 +258,9 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    # Ed25519, PEM or base64 of the 32-byte seed: signs ledger checkpoints (never in the DB)
+    ledger_signing_key: str | None = Field(None, **SECRET)
+    ledger_public_key: str | None = None  # what `ledger verify --against` trusts
         """The settings of `env` (default: the process environment) over `dotenv`'s
         (default `./.env`); raises ConfigError naming each variable that cannot work."""
         token = _SOURCES.set((os.environ if env is None else env, dotenv or Path(".env")))

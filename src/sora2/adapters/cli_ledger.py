@@ -8,13 +8,15 @@ read models the API serves, so an auditor can check the API's numbers against it
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from uuid import UUID
 
-from sora2.application.audit import Entry, LedgerAudit, Report, iso
+from sora2.adapters.cli_views import ProgressBar
+from sora2.application.audit import Checkpoint, CheckpointResult, Entry, LedgerAudit, Report, iso
 from sora2.domain.errors import InvalidInput
 from sora2.domain.users.claim import Claim
 from sora2.domain.users.rules import normalize_email
@@ -52,9 +54,31 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
         help="ISO 8601 instant, e.g. 2025-01-31T23:59:59Z (no offset means UTC)",
     )
 
-    commands.add_parser(
+    verify = commands.add_parser(
         "verify",
-        help="check read models and ledger invariants against the replay (exit 1 on problems)",
+        help="check the log's chain, the ledger's rules and every read model against the "
+        "replay (exit 1 on problems)",
+    )
+    verify.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="a checkpoint file (`ledger checkpoint`): prove the log up to it is unchanged",
+    )
+    verify.add_argument(
+        "--report", type=Path, default=None, help="also write the auditor's report as JSON here"
+    )
+
+    checkpoint = commands.add_parser(
+        "checkpoint",
+        help="sign the head of the log's hash chain (LEDGER_SIGNING_KEY) and publish it to "
+        "NATS and a file",
+    )
+    checkpoint.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="file to write (default var/checkpoints/checkpoint-<position>.json)",
     )
 
     export = commands.add_parser("export", help="write every credit entry as JSON lines or CSV")
@@ -76,11 +100,15 @@ def parse_instant(text: str) -> datetime:
 
 def run_ledger_command(args: argparse.Namespace, sora2: Sora2, out: TextIO | None = None) -> int:
     """Run the parsed `ledger` command; the process exit code."""
+    from sora2.bootstrap import audit_store
+
     out = out or sys.stdout
-    audit = LedgerAudit(sora2.log, sora2.views)
+    audit = LedgerAudit(audit_store(sora2))
     try:
         if args.ledger_command == "verify":
-            return _verify(audit, out)
+            return _verify(audit, sora2, args.against, args.report, out)
+        if args.ledger_command == "checkpoint":
+            return _checkpoint(audit, sora2, args.output, out)
         if args.ledger_command == "history":
             return _history(audit, sora2, resolve_user(sora2, args.user), out)
         if args.ledger_command == "balance":
@@ -129,26 +157,181 @@ def _user_by_email(sora2: Sora2, text: str) -> UUID:
 # --- the commands ------------------------------------------------------------------------
 
 
-def _verify(audit: LedgerAudit, out: TextIO) -> int:
-    report = audit.verify()
+def _verify(
+    audit: LedgerAudit, sora2: Sora2, against: Path | None, report_path: Path | None, out: TextIO
+) -> int:
+    checkpoint, proof = None, None
+    if against is not None:
+        checkpoint, proof = _read_checkpoint(sora2, against)
+    bar = ProgressBar(sys.stderr)
+    report = audit.verify(checkpoint, on_progress=bar)
+    bar.close()
+    if proof is not None:
+        report.problems[:0] = proof.problems
+        report.checkpoint = proof.result
+        proof.result.proven = proof.result.signature_valid and not any(
+            p.kind == "checkpoint" for p in report.problems
+        )
     for problem in report.problems:
-        print(f"PROBLEM: {problem}", file=out)
-    print(summary(report), file=out)
+        print(f"PROBLEM {problem.kind}: {problem.message}", file=out)
+    print(summary(report, _backend(sora2)), file=out)
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
+        print(f"report written to {report_path}", file=out)
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
-def summary(report: Report) -> str:
+class _Proof:
+    """What the checkpoint file itself says before the log is read: its signature."""
+
+    def __init__(self, result: CheckpointResult, problems: list[Any]) -> None:
+        self.result, self.problems = result, problems
+
+
+def _read_checkpoint(sora2: Sora2, path: Path) -> tuple[Checkpoint, _Proof]:
+    from sora2.adapters import ledger_checkpoints
+    from sora2.adapters.security.ledger_keys import LedgerKeyError, fingerprint, public_key
+    from sora2.adapters.security.ledger_keys import signing_key as load_signing_key
+    from sora2.application.audit import Problem
+
+    try:
+        signed = ledger_checkpoints.read(path)
+    except ledger_checkpoints.CheckpointUnreadable as error:
+        raise UsageError(str(error)) from None
+    settings = sora2.settings
+    try:
+        if settings.ledger_public_key:
+            pinned = public_key(settings.ledger_public_key)
+        elif settings.ledger_signing_key:
+            pinned = load_signing_key(settings.ledger_signing_key).public_key()
+        else:
+            pinned = None
+    except LedgerKeyError as error:
+        raise UsageError(str(error)) from None
+    key = pinned or signed.key
+    valid = signed.signature_valid(key)
+    problems = []
+    if not valid:
+        whose = "the configured key" if pinned else "the key the file names"
+        problems.append(
+            Problem(
+                "checkpoint",
+                f"the checkpoint {path} is not validly signed by {whose} ({fingerprint(key)}):"
+                " it was altered or signed by someone else",
+                signed.position,
+            )
+        )
+    result = CheckpointResult(
+        file=str(path),
+        position=signed.position,
+        hash=signed.hash.hex(),
+        signed_at=signed.signed_at,
+        key=fingerprint(key),
+        key_pinned=pinned is not None,
+        signature_valid=valid,
+    )
+    return Checkpoint(signed.position, signed.hash), _Proof(result, problems)
+
+
+def _checkpoint(audit: LedgerAudit, sora2: Sora2, output: Path | None, out: TextIO) -> int:
+    from sora2.adapters import ledger_checkpoints
+    from sora2.adapters.security.ledger_keys import LedgerKeyError, signing_key
+
+    settings = sora2.settings
+    if not settings.ledger_signing_key:
+        raise UsageError("LEDGER_SIGNING_KEY is not set: a checkpoint must be signed")
+    try:
+        key = signing_key(settings.ledger_signing_key)
+    except LedgerKeyError as error:
+        raise UsageError(str(error)) from None
+    head = audit.checkpoint_head()
+    if head is None:
+        raise UsageError("the log is empty: there is nothing to checkpoint yet")
+    document = ledger_checkpoints.sign(head, key, sora2.log.name)
+    path = output or settings.var_dir / "checkpoints" / f"checkpoint-{head.position}.json"
+    ledger_checkpoints.write(document, path)
+    print(f"checkpoint of event {head.position:,}: {head.hash.hex()}", file=out)
+    print(f"signed by {document['checkpoint']['key']}, written to {path}", file=out)
+    if not settings.nats_url:
+        print("NATS_URL is not set: the checkpoint went to the file only", file=out)
+        return EXIT_OK
+    try:
+        subject = ledger_checkpoints.publish(
+            document, settings.nats_url, settings.nats_stream, settings.nats_subject_prefix
+        )
+    except Exception as error:  # the file is written; say what NATS answered
+        print(
+            f"sora2 ledger: publishing to NATS failed: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEMS
+    print(f"published to NATS JetStream, subject {subject}", file=out)
+    return EXIT_OK
+
+
+def _backend(sora2: Sora2) -> str:
+    return "PostgreSQL" if sora2.settings.database_url else "SQLite"
+
+
+def summary(report: Report, backend: str = "") -> str:
+    """The auditor's summary: what was read, the totals, what was proven, what was found."""
+    lines = [f"Ledger verification{f' ({backend})' if backend else ''}"]
+    lag = ""
+    if report.read_model_position < report.log_position:
+        lag = f"; read models at {report.read_model_position:,}"
+    row = "  {:<18} {}".format
+    lines.append(
+        row("events read", f"{report.events:,} (log position {report.log_position:,}{lag})")
+    )
+    lines.append(row("users", f"{report.users:,}"))
+    lines.append(row("entries", f"{report.entries:,}"))
+    for kind, totals in report.totals.items():
+        lines.append(f"    {kind:<12} {totals.count:>10,}  {totals.sum:>+14,}")
+    holds = report.balances_sum == sum(t.sum for t in report.totals.values())
+    lines.append(
+        row("sum of balances", f"{report.equation()} ({'holds' if holds else 'DOES NOT HOLD'})")
+    )
+    lines.append(
+        row(
+            "read models",
+            f"balances sum to {report.read_model_balances_sum:,} at position "
+            f"{report.read_model_position:,} (the log: {report.log_balances_sum_at_read_models:,})",
+        )
+    )
+    if report.chain_head:
+        chain = f"linked up to event {report.chained_up_to:,}, head {report.chain_head[:16]}…"
+    else:
+        chain = "no links"
+    lines.append(row("hash chain", chain))
+    cp = report.checkpoint
+    if cp is None:
+        lines.append(
+            row("checkpoint", "none given (--against): the chain proves no more than itself")
+        )
+    else:
+        state = "PROVEN" if cp.proven else "NOT PROVEN"
+        pinned = "" if cp.key_pinned else " (key not pinned: set LEDGER_PUBLIC_KEY)"
+        lines.append(
+            row(
+                "checkpoint",
+                f"{state}: event {cp.position:,}, {cp.hash[:16]}…, signed {cp.signed_at} "
+                f"by {cp.key}{pinned}",
+            )
+        )
+    kinds = report.by_kind()
+    found = ", ".join(f"{kind} {n:,}" for kind, n in kinds.items()) or "none"
+    lines.append(row("problems", found))
+    lines.append(row("time", f"{report.seconds:.2f} s ({report.events_per_second:,.0f} events/s)"))
     counts = (
         f"{report.users:,} users, {report.entries:,} entries, {report.events:,} events replayed"
     )
-    lag = ""
-    if report.read_model_position < report.log_position:
-        lag = f" (read models at log position {report.read_model_position:,}"
-        lag += f" of {report.log_position:,})"
     if report.ok:
-        return f"OK: {counts}; read models match{lag}"
-    found = len(report.problems)
-    return f"FAILED: {found:,} problem{'' if found == 1 else 's'}; {counts}{lag}"
+        lines.append(f"OK: {counts}; read models match")
+    else:
+        n = len(report.problems)
+        lines.append(f"FAILED: {n:,} problem{'' if n == 1 else 's'}; {counts}")
+    return "\n".join(lines)
 
 
 HISTORY_COLUMNS = ("#", "createdAt", "type", "amount", "balance", "reference", "entry")

@@ -1,4 +1,7 @@
-"""Which eventsourcing persistence module holds the log: SQLite by default, or PostgreSQL."""
+"""Which eventsourcing persistence module holds the log: SQLite by default, or PostgreSQL.
+
+Either way the log's recorder is ours (`ledger_chain.py`): the library's, plus the hash
+chain written in each insert's transaction."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ def sqlite_env(path: Path) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": "sora2.adapters.ledger_chain:ChainedSQLiteRecorder",
     }
 
 
@@ -44,6 +48,7 @@ def postgres_env(database_url: str, schema: str | None) -> dict[str, str]:
         # a failover, pg_terminate_backend) is replaced instead of failing a request; see
         # `check_without_round_trip` for how the check costs nothing
         "POSTGRES_PRE_PING": "y",
+        "APPLICATION_RECORDER_TOPIC": "sora2.adapters.ledger_chain:ChainedPostgresRecorder",
     }
     if schema:
         env["POSTGRES_SCHEMA"] = schema
@@ -118,6 +123,11 @@ def ping(env: dict[str, str]) -> None:
     if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         with psycopg.connect(**_connect_args(env), connect_timeout=3) as conn:
             conn.execute("SELECT 1")
+
+
+def connect_args(env: dict[str, str]) -> dict[str, str]:
+    """psycopg's connection arguments for these settings (the auditors' own connection)."""
+    return _connect_args(env)
 
 
 def _connect_args(env: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,415 @@
+"""The auditor's own fold of the log: one pass over the stored events, decoded fast.
+
+The read models are a projection the API trusts; an auditor must not. This fold reads the
+stored JSON straight (msgspec, no domain objects) and keeps what each check needs: every
+credit entry with its own running balance, and the state of each user, session, order and
+video as the log says it is. Ids stay 16-byte keys until a message shows them.
+
+Credit entries are recognised by shape, so entry types added later slot in: any
+CreditLedger event with an `amount` and a `balance` is an entry; `KINDS` names the known
+ones and the sign of their amount (ADJUSTMENT's amount carries its own sign).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+import msgspec
+
+from sora2.application.audit.report import Problem
+
+LEDGER = "sora2.domain.credits.ledger:CreditLedger."
+USER = "sora2.domain.users.user:User."
+SESSION = "sora2.domain.users.session:Session."
+ORDER = "sora2.domain.orders.order:Order."
+VIDEO = "sora2.domain.videos.video:Video."
+
+# event name -> (entry type, sign of the stored amount; 0: the amount is signed already)
+KINDS: dict[str, tuple[str, int]] = {
+    "Rewarded": ("REWARD", 1),
+    "Recharged": ("RECHARGE", 1),
+    "Reserved": ("CONSUME", -1),
+    "Refunded": ("REFUND", 1),
+    "Adjusted": ("ADJUSTMENT", 0),
+    "Reversed": ("REVERSAL", -1),
+}
+SPENDING = ("CONSUME", "REVERSAL")  # entry types whose amount must be negative
+FIXED_SIGN = {kind for kind, sign in KINDS.values() if sign}
+USER_FIELDS = ("email", "username", "avatar_key", "role", "session_epoch")
+VIDEO_STATUS = {
+    "Started": "PROCESSING",
+    "Completed": "COMPLETED",
+    "Failed": "FAILED",
+    "Cancelled": "CANCELLED",
+}
+ORDER_STATUS = {
+    "Paid": "PAID",
+    "Failed": "FAILED",
+    "Cancelled": "CANCELLED",
+    "Expired": "CANCELLED",
+    "Refunded": "REFUNDED",
+}
+
+
+def show_id(key: bytes | None) -> str:
+    return str(UUID(bytes=key)) if key else "-"
+
+
+class Entry:
+    """One credit entry as the fold sees it; `balance` is the fold's running balance,
+    `recorded_balance` what the event itself carries."""
+
+    __slots__ = (
+        "position",
+        "ledger",
+        "version",
+        "user",
+        "type",
+        "amount",
+        "balance",
+        "recorded_balance",
+        "reference",
+        "timestamp",
+    )
+
+    def __init__(
+        self,
+        position: int,
+        ledger: bytes,
+        version: int,
+        user: bytes,
+        type: str,
+        amount: int,
+        balance: int,
+        recorded_balance: int,
+        reference: bytes | None,
+        timestamp: str,
+    ) -> None:
+        self.position, self.ledger, self.version, self.user = position, ledger, version, user
+        self.type, self.amount, self.balance = type, amount, balance
+        self.recorded_balance, self.reference, self.timestamp = (
+            recorded_balance,
+            reference,
+            timestamp,
+        )
+
+    @property
+    def id(self) -> UUID:
+        """The entry's id as the read models and the API give it (`event_id`)."""
+        return uuid5(UUID(bytes=self.ledger), str(self.version))
+
+    @property
+    def user_id(self) -> UUID:
+        return UUID(bytes=self.user)
+
+    @property
+    def reference_id(self) -> UUID | None:
+        return UUID(bytes=self.reference) if self.reference else None
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromisoformat(self.timestamp)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__
+        )
+
+    def __repr__(self) -> str:
+        return f"Entry({self.type} {self.amount:+d} → {self.balance} at {self.position})"
+
+    def as_record(self) -> dict[str, Any]:
+        """The export row: the API's Credit field names."""
+        return {
+            "id": str(self.id),
+            "userId": str(self.user_id),
+            "type": self.type,
+            "amount": self.amount,
+            "balance": self.balance,
+            "reference": str(self.reference_id) if self.reference else None,
+            "createdAt": iso_text(self.timestamp),
+        }
+
+
+def iso_text(timestamp: str) -> str:
+    """A stored ISO instant as the API writes it (UTC, `Z`)."""
+    return timestamp.replace("+00:00", "Z")
+
+
+@dataclass
+class UserFacts:
+    email: str
+    username: str
+    avatar_key: str | None
+    role: str
+    created_at: str
+    session_epoch: int = 0
+
+
+@dataclass
+class VideoFacts:
+    user: bytes | None = None
+    cost: int | None = None
+    duration: int | None = None
+    status: str | None = None  # None: never requested (only referenced)
+    video_key: str | None = None
+    thumbnail_key: str | None = None
+    created_at: str | None = None
+    deleted: bool = False
+    completed: bool = False  # a Completed event is in the log
+    reserved: list[Entry] = field(default_factory=list)
+    refunded: list[Entry] = field(default_factory=list)
+    settled: list[tuple[int, bytes]] = field(default_factory=list)  # (position, user)
+
+
+@dataclass
+class OrderFacts:
+    user: bytes | None = None
+    credits: int | None = None
+    amount: str | None = None
+    status: str | None = None  # None: never created (only referenced)
+    created_at: str | None = None
+    paid_at: str | None = None
+    paid: int = 0  # how many Paid events
+    recharges: list[Entry] = field(default_factory=list)
+    reversals: list[Entry] = field(default_factory=list)
+
+
+class Fold:
+    """Everything one pass over the log says; `apply` takes one raw stored event."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.position = 0
+        self.entries: list[Entry] = []
+        self.by_user: dict[bytes, list[Entry]] = {}
+        self.balances: dict[bytes, int] = {}  # user -> running balance
+        self.recorded: dict[bytes, int] = {}  # user -> balance the last entry records
+        self.ledger_owner: dict[bytes, bytes] = {}
+        self.users: dict[bytes, UserFacts] = {}
+        self.sessions: dict[bytes, list[Any]] = {}  # id -> [user, ended]
+        self.videos: dict[bytes, VideoFacts] = {}
+        self.orders: dict[bytes, OrderFacts] = {}
+        self.versions: dict[bytes, int] = {}
+        self.problems: list[Problem] = []
+        self._decode = msgspec.json.Decoder().decode
+        self._handlers = {
+            **{LEDGER + name: self._entry_of(kind, sign) for name, (kind, sign) in KINDS.items()},
+            LEDGER + "Opened": self._ledger_opened,
+            LEDGER + "Settled": self._settled,
+            USER + "Registered": self._user_registered,
+            SESSION + "Started": self._session_started,
+            SESSION + "Ended": self._session_ended,
+            ORDER + "Created": self._order_created,
+            VIDEO + "Requested": self._video_requested,
+            VIDEO + "Deleted": self._video_deleted,
+        }
+
+    # --- one event ---------------------------------------------------------------------------
+
+    def apply(self, position: int, originator: bytes, version: int, topic: str, state: bytes):
+        self.events += 1
+        self.position = position
+        last = self.versions.get(originator, 0)
+        if version != last + 1:
+            self._version_problem(position, originator, version, last, topic)
+        self.versions[originator] = max(version, last)
+        try:
+            payload = self._decode(state)
+            handler = self._handlers.get(topic)
+            if handler is not None:
+                handler(position, originator, version, payload)
+            elif topic.startswith(USER):
+                self._user_changed(originator, payload)
+            elif topic.startswith(VIDEO):
+                self._video_changed(originator, topic[len(VIDEO) :], payload)
+            elif topic.startswith(ORDER):
+                self._order_changed(originator, topic[len(ORDER) :], payload)
+            elif topic.startswith(LEDGER) and "amount" in payload and "balance" in payload:
+                kind, sign = self._kind_of(topic, payload)
+                self._entry(position, originator, version, payload, kind, sign)
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+            self.problems.append(
+                Problem(
+                    "undecodable",
+                    f"event {position} ({topic}) cannot be decoded: {type(error).__name__}: "
+                    f"{str(error)[:120]}",
+                    position,
+                )
+            )
+
+    def _version_problem(
+        self, position: int, originator: bytes, version: int, last: int, topic: str
+    ) -> None:
+        if version <= last:
+            what = f"repeats version {version} (already at {last})"
+        else:
+            missing = f"{last + 1}" if version == last + 2 else f"{last + 1}–{version - 1}"
+            what = f"jumps from version {last} to {version}: version {missing} is missing"
+        self.problems.append(
+            Problem(
+                "sequence",
+                f"aggregate {show_id(originator)} ({topic.rsplit(':', 1)[-1]}) at event "
+                f"{position} {what}",
+                position,
+            )
+        )
+
+    # --- credits ------------------------------------------------------------------------------
+
+    def _ledger_opened(self, position: int, ledger: bytes, version: int, p: dict) -> None:
+        self.ledger_owner[ledger] = _id(p["user_id"])
+
+    def _entry_of(self, kind: str, sign: int) -> Any:
+        return lambda position, ledger, version, p: self._entry(
+            position, ledger, version, p, kind, sign
+        )
+
+    def _entry(
+        self, position: int, ledger: bytes, version: int, p: dict, kind: str, sign: int
+    ) -> None:
+        user = _id(p["user_id"])
+        amount = int(p["amount"])
+        amount = amount * sign if sign else amount
+        balance = self.balances.get(user, 0) + amount
+        self.balances[user] = balance
+        recorded = int(p["balance"])
+        self.recorded[user] = recorded
+        reference = _id(p.get("order_id") or p.get("video_id"))
+        entry = Entry(
+            position,
+            ledger,
+            version,
+            user,
+            kind,
+            amount,
+            balance,
+            recorded,
+            reference,
+            p["timestamp"]["_data_"],
+        )
+        self.entries.append(entry)
+        self.by_user.setdefault(user, []).append(entry)
+        self._check_entry(entry)
+        if kind == "CONSUME":
+            self._video(reference).reserved.append(entry)
+        elif kind == "REFUND":
+            self._video(reference).refunded.append(entry)
+        elif kind == "RECHARGE":
+            self._order(reference).recharges.append(entry)
+        elif kind == "REVERSAL":
+            self._order(reference).reversals.append(entry)
+
+    def _kind_of(self, topic: str, p: dict) -> tuple[str, int]:
+        """An entry type this release does not know, found by its shape: its name in
+        capitals, its sign the one that makes the balance it records."""
+        user, amount = _id(p["user_id"]), int(p["amount"])
+        before = self.balances.get(user, 0)
+        sign = -1 if before - amount == int(p["balance"]) != before + amount else 1
+        return topic.rsplit(".", 1)[-1].upper(), sign
+
+    def _check_entry(self, entry: Entry) -> None:
+        where = (
+            f"user {show_id(entry.user)}, {entry.type} entry {entry.id} (event {entry.position})"
+        )
+        owner = self.ledger_owner.get(entry.ledger)
+        if owner != entry.user:
+            self._problem(
+                "ledger",
+                f"{where}: its ledger {show_id(entry.ledger)} belongs to user {show_id(owner)}",
+                entry.position,
+            )
+        spends = entry.type in SPENDING
+        if entry.amount == 0 or (entry.type in FIXED_SIGN and (entry.amount < 0) != spends):
+            self._problem("ledger", f"{where}: amount {entry.amount} has the wrong sign", entry)
+        if entry.recorded_balance != entry.balance:
+            self._problem(
+                "ledger",
+                f"{where}: balance is {entry.recorded_balance} in the event, "
+                f"{entry.balance} by the log's sum",
+                entry,
+            )
+        if entry.balance < 0:
+            self._problem("ledger", f"{where}: the balance goes negative ({entry.balance})", entry)
+
+    def _settled(self, position: int, ledger: bytes, version: int, p: dict) -> None:
+        self._video(_id(p["video_id"])).settled.append((position, _id(p["user_id"])))
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    def _user_registered(self, position: int, user: bytes, version: int, p: dict) -> None:
+        self.users[user] = UserFacts(
+            p["email"], p["username"], None, p["role"], p["timestamp"]["_data_"]
+        )
+
+    def _user_changed(self, user: bytes, p: dict) -> None:
+        facts = self.users.get(user)
+        if facts is None:
+            return
+        for name in USER_FIELDS:
+            if name in p:
+                setattr(facts, name, p[name])
+
+    def _session_started(self, position: int, session: bytes, version: int, p: dict) -> None:
+        self.sessions[session] = [_id(p["user_id"]), 0]
+
+    def _session_ended(self, position: int, session: bytes, version: int, p: dict) -> None:
+        if (facts := self.sessions.get(session)) is not None:
+            facts[1] = 1
+
+    # --- orders and videos --------------------------------------------------------------------
+
+    def _order(self, order_id: bytes | None) -> OrderFacts:
+        key = order_id or b""
+        if (order := self.orders.get(key)) is None:
+            order = self.orders[key] = OrderFacts()
+        return order
+
+    def _video(self, video_id: bytes | None) -> VideoFacts:
+        key = video_id or b""
+        if (video := self.videos.get(key)) is None:
+            video = self.videos[key] = VideoFacts()
+        return video
+
+    def _order_created(self, position: int, order_id: bytes, version: int, p: dict) -> None:
+        order = self._order(order_id)
+        order.user, order.credits, order.amount = _id(p["user_id"]), p["credits"], p["amount"]
+        order.status, order.created_at = "PENDING", p["timestamp"]["_data_"]
+
+    def _order_changed(self, order_id: bytes, name: str, p: dict) -> None:
+        order = self._order(order_id)
+        if name == "Paid":
+            order.paid += 1
+            order.paid_at = p["timestamp"]["_data_"]
+        if (status := ORDER_STATUS.get(name)) is not None:
+            order.status = status
+
+    def _video_requested(self, position: int, video_id: bytes, version: int, p: dict) -> None:
+        video = self._video(video_id)
+        video.user, video.cost, video.duration = _id(p["user_id"]), p["cost"], p["duration"]
+        video.status, video.created_at = "PENDING", p["timestamp"]["_data_"]
+
+    def _video_changed(self, video_id: bytes, name: str, p: dict) -> None:
+        video = self._video(video_id)
+        if (status := VIDEO_STATUS.get(name)) is not None:
+            video.status = status
+        if name == "Completed":
+            video.completed = True
+            video.video_key, video.thumbnail_key = p["video_key"], p["thumbnail_key"]
+
+    def _video_deleted(self, position: int, video_id: bytes, version: int, p: dict) -> None:
+        self._video(video_id).deleted = True
+
+    def _problem(self, kind: str, message: str, at: Entry | int | None) -> None:
+        position = at.position if isinstance(at, Entry) else at
+        self.problems.append(Problem(kind, message, position))
+
+
+def _id(value: Any) -> bytes | None:
+    """A stored UUID (`{"_type_": "uuid_hex", "_data_": hex}`) as its 16 bytes."""
+    if value is None:
+        return None
+    return bytes.fromhex(value["_data_"])

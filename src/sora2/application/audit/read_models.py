@@ -1,0 +1,246 @@
+"""Every read-model row against the fold of the log, one scan per table.
+
+Called when the fold stands exactly at the read models' own position (both come from one
+snapshot, and the read models commit their rows with that position), so whatever differs
+is a fault, not lag. Each difference is one problem naming the table, the row, the field,
+the read model's value and the log's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sora2.application.audit.fold import Fold, show_id
+from sora2.application.audit.report import Problem
+from sora2.application.audit.store import AuditReading
+
+Rows = Callable[[str], Iterator[list[tuple]]]
+
+
+def compare_read_models(fold: Fold, reading: AuditReading) -> tuple[list[Problem], int]:
+    """The problems, and the sum of the read model's balances."""
+    problems: list[Problem] = []
+    problems += _users(fold, reading.rows("users"))
+    problems += _sessions(fold, reading.rows("sessions"))
+    balance_problems, balances_sum = _balances(fold, reading.rows("balances"))
+    problems += balance_problems
+    problems += _credits(fold, reading.rows("credits"))
+    problems += _orders(fold, reading.rows("orders"))
+    problems += _videos(fold, reading.rows("videos"))
+    return problems, balances_sum
+
+
+def _key(text: Any) -> bytes | None:
+    try:
+        return bytes.fromhex(str(text).replace("-", ""))
+    except ValueError:
+        return None
+
+
+def _differences(
+    table: str, what: str, row: tuple, fields: tuple[str, ...], expected: tuple
+) -> list[Problem]:
+    """One problem per field that differs (fields and values in the same order)."""
+    return [
+        Problem(
+            "read-model",
+            f"rm_{table} {what}: {name} is {_show(actual)} in the read model, "
+            f"{_show(wanted)} in the log",
+        )
+        for name, actual, wanted in zip(fields, row, expected, strict=True)
+        if actual != wanted
+    ]
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _missing(table: str, what: str, state: str) -> Problem:
+    return Problem("read-model", f"rm_{table} {what}: missing from the read model ({state})")
+
+
+def _extra(table: str, what: str) -> Problem:
+    return Problem("read-model", f"rm_{table} {what}: in the read model, not in the log")
+
+
+USER_FIELDS = ("email", "username", "avatar_key", "role", "created_at", "session_epoch")
+
+
+def _users(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
+    problems, seen = [], set()
+    for rows in batches:
+        for row in rows:
+            key = _key(row[0])
+            facts = fold.users.get(key) if key else None
+            what = f"user {row[0]}"
+            if facts is None:
+                problems.append(_extra("users", what))
+                continue
+            seen.add(key)
+            expected = (
+                facts.email,
+                facts.username,
+                facts.avatar_key,
+                facts.role,
+                facts.created_at,
+                facts.session_epoch,
+            )
+            problems += _differences("users", what, row[1:], USER_FIELDS, expected)
+    for key, facts in fold.users.items():
+        if key not in seen:
+            problems.append(_missing("users", f"user {show_id(key)}", facts.email))
+    return problems
+
+
+def _sessions(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
+    problems, seen = [], set()
+    for rows in batches:
+        for row in rows:
+            key = _key(row[0])
+            facts = fold.sessions.get(key) if key else None
+            what = f"session {row[0]}"
+            if facts is None:
+                problems.append(_extra("sessions", what))
+                continue
+            seen.add(key)
+            expected = (show_id(facts[0]), facts[1])
+            actual = (row[1], int(row[2]) if isinstance(row[2], bool) else row[2])
+            problems += _differences("sessions", what, actual, ("user_id", "ended"), expected)
+    for key, facts in fold.sessions.items():
+        if key not in seen:
+            state = f"user {show_id(facts[0])}, {'ended' if facts[1] else 'open'}"
+            problems.append(_missing("sessions", f"session {show_id(key)}", state))
+    return problems
+
+
+def _balances(fold: Fold, batches: Iterator[list[tuple]]) -> tuple[list[Problem], int]:
+    problems, seen, total = [], set(), 0
+    for rows in batches:
+        for user_id, balance in rows:
+            total += int(balance)
+            key = _key(user_id)
+            what = f"user {user_id}"
+            if key not in fold.balances:
+                problems.append(_extra("balances", f"{what} (balance {balance})"))
+                continue
+            seen.add(key)
+            problems += _differences(
+                "balances", what, (balance,), ("balance",), (fold.balances[key],)
+            )
+    for key, balance in fold.balances.items():
+        if key not in seen:
+            problems.append(_missing("balances", f"user {show_id(key)}", f"balance {balance}"))
+    return problems, total
+
+
+CREDIT_FIELDS = ("id", "user_id", "amount", "balance", "type", "reference_id", "created_at")
+
+
+def _credits(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
+    problems = []
+    entries = {entry.position: entry for entry in fold.entries}
+    for rows in batches:
+        for row in rows:
+            seq = row[0]
+            entry = entries.pop(seq, None)
+            what = f"entry {row[1]} (user {row[2]}, {row[5]} {row[3]}, seq {seq})"
+            if entry is None:
+                problems.append(_extra("credits", what))
+                continue
+            expected = (
+                str(entry.id),
+                show_id(entry.user),
+                entry.amount,
+                entry.balance,
+                entry.type,
+                show_id(entry.reference) if entry.reference else None,
+                entry.timestamp,
+            )
+            problems += _differences("credits", what, row[1:], CREDIT_FIELDS, expected)
+    for entry in entries.values():
+        problems.append(
+            _missing(
+                "credits",
+                f"entry {entry.id} (user {show_id(entry.user)}, event {entry.position})",
+                f"{entry.type} {entry.amount:+d} → {entry.balance}",
+            )
+        )
+    return problems
+
+
+ORDER_FIELDS = ("user_id", "amount", "credits", "status", "created_at", "paid_at")
+
+
+def _orders(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
+    problems, seen = [], set()
+    for rows in batches:
+        for row in rows:
+            key = _key(row[0])
+            order = fold.orders.get(key) if key else None
+            what = f"order {row[0]}"
+            if order is None or order.status is None:
+                problems.append(_extra("orders", what))
+                continue
+            seen.add(key)
+            expected = (
+                show_id(order.user),
+                order.amount,
+                order.credits,
+                order.status,
+                order.created_at,
+                order.paid_at,
+            )
+            problems += _differences("orders", what, row[1:], ORDER_FIELDS, expected)
+    for key, order in fold.orders.items():
+        if order.status is not None and key not in seen:
+            problems.append(_missing("orders", f"order {show_id(key)}", order.status))
+    return problems
+
+
+VIDEO_FIELDS = (
+    "user_id",
+    "status",
+    "cost",
+    "duration",
+    "video_key",
+    "thumbnail_key",
+    "created_at",
+)
+
+
+def _videos(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
+    """A deleted video leaves the read models: only the others are expected there."""
+    problems, seen = [], set()
+    for rows in batches:
+        for row in rows:
+            key = _key(row[0])
+            video = fold.videos.get(key) if key else None
+            what = f"video {row[0]}"
+            if video is None or video.status is None:
+                problems.append(_extra("videos", what))
+                continue
+            if video.deleted:
+                problems.append(
+                    Problem(
+                        "read-model",
+                        f"rm_videos {what}: in the read model, but deleted in the log",
+                    )
+                )
+                continue
+            seen.add(key)
+            expected = (
+                show_id(video.user),
+                video.status,
+                video.cost,
+                video.duration,
+                video.video_key,
+                video.thumbnail_key,
+                video.created_at,
+            )
+            problems += _differences("videos", what, row[1:], VIDEO_FIELDS, expected)
+    for key, video in fold.videos.items():
+        if video.status is not None and not video.deleted and key not in seen:
+            problems.append(_missing("videos", f"video {show_id(key)}", video.status))
+    return problems
