@@ -258,9 +258,6 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
-    # Ed25519, PEM or base64 of the 32-byte seed: signs ledger checkpoints (never in the DB)
-    ledger_signing_key: str | None = Field(None, **SECRET)
-    ledger_public_key: str | None = None  # what `ledger verify --against` trusts
         """The settings of `env` (default: the process environment) over `dotenv`'s
         (default `./.env`); raises ConfigError naming each variable that cannot work."""
         token = _SOURCES.set((os.environ if env is None else env, dotenv or Path(".env")))

@@ -344,7 +344,8 @@ def test_an_event_added_behind_the_apps_back_is_caught(planted: Planted) -> None
         "SELECT originator_id, topic, state FROM {events} WHERE {id} = ?", position
     )[0]
     planted.execute(
-        "INSERT INTO {events} (originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)",
+        "INSERT INTO {events} (originator_id, originator_version, topic, state)"
+        " VALUES (?, ?, ?, ?)",
         originator,
         1000,
         topic,

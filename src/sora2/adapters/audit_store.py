@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from sora2.adapters.ledger_chain import CHAIN_TABLE
-from sora2.application.audit.store import READ_MODEL_COLUMNS, AuditReading, RawEvent
+from sora2.application.audit.store import READ_MODEL_COLUMNS, AuditReading, RawEvent, RawLink
 from sora2.application.ledger_chain import ChainLink
 
 
@@ -92,13 +92,12 @@ class _Reading:
         ):
             yield [(p, fromhex(o), v, t, s) for p, o, v, t, s in rows]
 
-    def links(self, batch: int = 5_000) -> Iterator[list[ChainLink]]:
-        for rows in self._stream(
+    def links(self, batch: int = 5_000) -> Iterator[list[RawLink]]:
+        yield from self._stream(
             "SELECT notification_id, previous_id, hash FROM {p}{chain} ORDER BY notification_id",
             (),
             batch,
-        ):
-            yield [ChainLink(p, b, bytes(h)) for p, b, h in rows]
+        )
 
     def rows(self, table: str, batch: int = 5_000) -> Iterator[list[tuple]]:
         columns = ", ".join(READ_MODEL_COLUMNS[table])

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from uuid import UUID
+
+import psycopg
 
 from sora2.adapters.cli_views import ProgressBar
 from sora2.application.audit import Checkpoint, CheckpointResult, Entry, LedgerAudit, Report, iso
@@ -118,6 +121,9 @@ def run_ledger_command(args: argparse.Namespace, sora2: Sora2, out: TextIO | Non
             return _export(audit, args.format, user_id, args.output)
     except UsageError as error:
         print(f"sora2 ledger: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (psycopg.OperationalError, sqlite3.OperationalError) as error:
+        print(f"sora2 ledger: the database cannot be read: {error}".rstrip(), file=sys.stderr)
         return EXIT_USAGE
     print(f"sora2 ledger: unknown command {args.ledger_command!r}", file=sys.stderr)
     return EXIT_USAGE
@@ -356,7 +362,7 @@ def _history_row(number: int, entry: Entry) -> str:
         entry.type,
         f"{entry.amount:+d}",
         entry.balance,
-        str(entry.reference) if entry.reference else "-",
+        str(entry.reference_id) if entry.reference else "-",
         entry.id,
     )
     if entry.type == "ADJUSTMENT":  # who corrected the balance, and why

@@ -20,7 +20,9 @@ import struct
 from dataclasses import dataclass
 
 GENESIS = bytes(32)  # the "previous hash" of the first event
-_HEAD = struct.Struct(">qq")
+_pack = struct.Struct(">qq").pack
+_sha256 = hashlib.sha256
+_NUL = b"\x00"
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,6 @@ def link_hash(
 ) -> bytes:
     """`previous` ‖ position ‖ version (8 bytes each, big-endian) ‖ the originator's 16
     bytes ‖ the topic in UTF-8 ‖ NUL ‖ the state, hashed with SHA-256."""
-    digest = hashlib.sha256(previous)
-    digest.update(_HEAD.pack(position, version))
-    digest.update(originator)
-    digest.update(topic.encode())
-    digest.update(b"\x00")
-    digest.update(state)
-    return digest.digest()
+    return _sha256(
+        b"".join((previous, _pack(position, version), originator, topic.encode(), _NUL, state))
+    ).digest()

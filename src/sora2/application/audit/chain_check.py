@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sora2.application.audit.report import Problem
+from sora2.application.audit.store import RawLink
 from sora2.application.ledger_chain import GENESIS, ChainLink, link_hash
 
 
@@ -26,65 +27,63 @@ class Checkpoint:
 
 
 class ChainCheck:
-    def __init__(self, links: Iterator[list[ChainLink]], against: Checkpoint | None) -> None:
-        self._batches = links
-        self._links: list[ChainLink] = []
-        self._index = 0
+    def __init__(self, links: Iterator[list[RawLink]], against: Checkpoint | None) -> None:
+        self._links = (link for batch in links for link in batch)
+        self._next: RawLink | None = next(self._links, None)
         self.against = against
+        self._up_to = against.position if against else -1
         self.problems: list[Problem] = []
         self.last_position = 0
-        self.last_link: ChainLink | None = None  # the link of the last event seen
-        self.head: ChainLink | None = None  # the last link read
+        self._last_link: RawLink = (0, 0, GENESIS)  # the link of the last event seen
+        self._head: RawLink | None = None  # the last link read
         self.running = GENESIS  # recomputed from the events alone, for the checkpoint
         self.last_within = 0  # the last event at or before the checkpoint's position
         self._unlinked: list[int] = []  # a run of events without links, reported as one
 
-    def _peek(self) -> ChainLink | None:
-        while self._index >= len(self._links):
-            batch = next(self._batches, None)
-            if batch is None:
-                return None
-            self._links, self._index = batch, 0
-        return self._links[self._index]
-
-    def _take(self) -> ChainLink:
-        link = self._links[self._index]
-        self._index += 1
-        self.head = link
+    def _take(self) -> RawLink:
+        link = self._next
+        assert link is not None
+        self._next = next(self._links, None)
+        self._head = link
         return link
+
+    @property
+    def head(self) -> ChainLink | None:
+        link = self._head
+        return None if link is None else ChainLink(link[0], link[1], bytes(link[2]))
 
     def event(
         self, position: int, originator: bytes, version: int, topic: str, state: bytes
     ) -> None:
-        removed = []
-        while (link := self._peek()) is not None and link.position < position:
-            removed.append(self._take())
-        if removed:
+        link = self._next
+        removed = None
+        if link is not None and link[0] < position:
+            removed = []
+            while (link := self._next) is not None and link[0] < position:
+                removed.append(self._take())
             self._report_removed(removed)
-            self.last_link = removed[-1]
-        if self.against is not None and position <= self.against.position:
+            self._last_link = removed[-1]
+        if position <= self._up_to:
             self.running = link_hash(self.running, position, originator, version, topic, state)
             self.last_within = position
-        link = self._peek()
-        if link is None or link.position != position:
+        if link is None or link[0] != position:
             self._unlinked.append(position)
         else:
-            self._flush_unlinked()
+            if self._unlinked:
+                self._flush_unlinked()
             self._take()
-            previous = self.last_link
-            expected_previous = previous.position if previous else 0
-            if link.previous != expected_previous and not removed:
-                before = self.last_position
+            previous = self._last_link
+            if link[1] != previous[0] and not removed:
                 self.problems.append(
                     Problem(
                         "chain",
-                        f"event {position}: its link names event {link.previous} before it,"
-                        f" the log has {before or 'none'}: an event was removed or inserted",
+                        f"event {position}: its link names event {link[1]} before it,"
+                        f" the log has {self.last_position or 'none'}: an event was removed"
+                        " or inserted",
                         position,
                     )
                 )
-            from_hash = previous.hash if previous else GENESIS
-            if link_hash(from_hash, position, originator, version, topic, state) != link.hash:
+            if link_hash(previous[2], position, originator, version, topic, state) != link[2]:
                 self.problems.append(
                     Problem(
                         "chain",
@@ -93,11 +92,11 @@ class ChainCheck:
                         position,
                     )
                 )
-            self.last_link = link
+            self._last_link = link
         self.last_position = position
 
-    def _report_removed(self, links: list[ChainLink]) -> None:
-        positions = [link.position for link in links]
+    def _report_removed(self, links: list[RawLink]) -> None:
+        positions = [link[0] for link in links]
         shown = ", ".join(map(str, positions[:10])) + (" …" if len(positions) > 10 else "")
         self.problems.append(
             Problem(
@@ -127,7 +126,7 @@ class ChainCheck:
         """After the last event: links past it are events removed from the end."""
         self._flush_unlinked()
         removed = []
-        while self._peek() is not None:
+        while self._next is not None:
             removed.append(self._take())
         if removed:
             self._report_removed(removed)

@@ -32,25 +32,41 @@ def compare_read_models(fold: Fold, reading: AuditReading) -> tuple[list[Problem
 
 
 def _key(text: Any) -> bytes | None:
+    """A read model's UUID text as the fold's 16-byte key (None if it is no UUID)."""
+    if text is None:
+        return None
     try:
-        return bytes.fromhex(str(text).replace("-", ""))
+        key = bytes.fromhex(str(text).replace("-", ""))
     except ValueError:
         return None
+    return key if len(key) == 16 else None
+
+
+# Columns that hold ids: compared as 16-byte keys, shown as UUIDs.
+ID_FIELDS = {"id", "user_id", "reference_id"}
 
 
 def _differences(
     table: str, what: str, row: tuple, fields: tuple[str, ...], expected: tuple
 ) -> list[Problem]:
-    """One problem per field that differs (fields and values in the same order)."""
-    return [
-        Problem(
-            "read-model",
-            f"rm_{table} {what}: {name} is {_show(actual)} in the read model, "
-            f"{_show(wanted)} in the log",
+    """One problem per field that differs (fields and values in the same order); id
+    fields are compared as keys and shown as the read model holds them."""
+    problems = []
+    for name, actual, wanted in zip(fields, row, expected, strict=True):
+        if name in ID_FIELDS:
+            if _key(actual) == wanted:
+                continue
+            wanted = show_id(wanted) if wanted else None
+        elif actual == wanted:
+            continue
+        problems.append(
+            Problem(
+                "read-model",
+                f"rm_{table} {what}: {name} is {_show(actual)} in the read model, "
+                f"{_show(wanted)} in the log",
+            )
         )
-        for name, actual, wanted in zip(fields, row, expected, strict=True)
-        if actual != wanted
-    ]
+    return problems
 
 
 def _show(value: Any) -> str:
@@ -65,18 +81,37 @@ def _extra(table: str, what: str) -> Problem:
     return Problem("read-model", f"rm_{table} {what}: in the read model, not in the log")
 
 
+def _same(row: tuple, fields: tuple[str, ...], expected: tuple) -> bool:
+    """The quick test, before any message is made."""
+    for name, actual, wanted in zip(fields, row, expected, strict=True):
+        if name in ID_FIELDS:
+            if _key(actual) != wanted:
+                return False
+        elif actual != wanted:
+            return False
+    return True
+
+
+def _compare(
+    table: str, what: str, row: tuple, fields: tuple[str, ...], expected: tuple
+) -> list[Problem]:
+    if _same(row, fields, expected):
+        return []
+    return _differences(table, what, row, fields, expected)
+
+
 USER_FIELDS = ("email", "username", "avatar_key", "role", "created_at", "session_epoch")
 
 
 def _users(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
     problems, seen = [], set()
+    users = fold.users
     for rows in batches:
         for row in rows:
             key = _key(row[0])
-            facts = fold.users.get(key) if key else None
-            what = f"user {row[0]}"
+            facts = users.get(key) if key else None
             if facts is None:
-                problems.append(_extra("users", what))
+                problems.append(_extra("users", f"user {row[0]}"))
                 continue
             seen.add(key)
             expected = (
@@ -87,28 +122,33 @@ def _users(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
                 facts.created_at,
                 facts.session_epoch,
             )
-            problems += _differences("users", what, row[1:], USER_FIELDS, expected)
-    for key, facts in fold.users.items():
+            if row[1:] != expected:
+                problems += _differences("users", f"user {row[0]}", row[1:], USER_FIELDS, expected)
+    for key, facts in users.items():
         if key not in seen:
             problems.append(_missing("users", f"user {show_id(key)}", facts.email))
     return problems
 
 
+SESSION_FIELDS = ("user_id", "ended")
+
+
 def _sessions(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
     problems, seen = [], set()
+    sessions = fold.sessions
     for rows in batches:
         for row in rows:
             key = _key(row[0])
-            facts = fold.sessions.get(key) if key else None
-            what = f"session {row[0]}"
+            facts = sessions.get(key) if key else None
             if facts is None:
-                problems.append(_extra("sessions", what))
+                problems.append(_extra("sessions", f"session {row[0]}"))
                 continue
             seen.add(key)
-            expected = (show_id(facts[0]), facts[1])
-            actual = (row[1], int(row[2]) if isinstance(row[2], bool) else row[2])
-            problems += _differences("sessions", what, actual, ("user_id", "ended"), expected)
-    for key, facts in fold.sessions.items():
+            actual = (row[1], int(row[2]))
+            problems += _compare(
+                "sessions", f"session {row[0]}", actual, SESSION_FIELDS, (facts[0], facts[1])
+            )
+    for key, facts in sessions.items():
         if key not in seen:
             state = f"user {show_id(facts[0])}, {'ended' if facts[1] else 'open'}"
             problems.append(_missing("sessions", f"session {show_id(key)}", state))
@@ -117,19 +157,20 @@ def _sessions(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
 
 def _balances(fold: Fold, batches: Iterator[list[tuple]]) -> tuple[list[Problem], int]:
     problems, seen, total = [], set(), 0
+    balances = fold.balances
     for rows in batches:
         for user_id, balance in rows:
             total += int(balance)
             key = _key(user_id)
-            what = f"user {user_id}"
-            if key not in fold.balances:
-                problems.append(_extra("balances", f"{what} (balance {balance})"))
+            if key not in balances:
+                problems.append(_extra("balances", f"user {user_id} (balance {balance})"))
                 continue
             seen.add(key)
-            problems += _differences(
-                "balances", what, (balance,), ("balance",), (fold.balances[key],)
-            )
-    for key, balance in fold.balances.items():
+            if balance != balances[key]:
+                problems += _differences(
+                    "balances", f"user {user_id}", (balance,), ("balance",), (balances[key],)
+                )
+    for key, balance in balances.items():
         if key not in seen:
             problems.append(_missing("balances", f"user {show_id(key)}", f"balance {balance}"))
     return problems, total
@@ -143,22 +184,23 @@ def _credits(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
     entries = {entry.position: entry for entry in fold.entries}
     for rows in batches:
         for row in rows:
-            seq = row[0]
-            entry = entries.pop(seq, None)
-            what = f"entry {row[1]} (user {row[2]}, {row[5]} {row[3]}, seq {seq})"
+            entry = entries.pop(row[0], None)
             if entry is None:
+                what = f"entry {row[1]} (user {row[2]}, {row[5]} {row[3]}, seq {row[0]})"
                 problems.append(_extra("credits", what))
                 continue
             expected = (
-                str(entry.id),
-                show_id(entry.user),
+                entry.key,
+                entry.user,
                 entry.amount,
                 entry.balance,
                 entry.type,
-                show_id(entry.reference) if entry.reference else None,
+                entry.reference,
                 entry.timestamp,
             )
-            problems += _differences("credits", what, row[1:], CREDIT_FIELDS, expected)
+            if not _same(row[1:], CREDIT_FIELDS, expected):
+                what = f"entry {row[1]} (user {row[2]}, {row[5]} {row[3]}, seq {row[0]})"
+                problems += _differences("credits", what, row[1:], CREDIT_FIELDS, expected)
     for entry in entries.values():
         problems.append(
             _missing(
@@ -175,25 +217,25 @@ ORDER_FIELDS = ("user_id", "amount", "credits", "status", "created_at", "paid_at
 
 def _orders(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
     problems, seen = [], set()
+    orders = fold.orders
     for rows in batches:
         for row in rows:
             key = _key(row[0])
-            order = fold.orders.get(key) if key else None
-            what = f"order {row[0]}"
+            order = orders.get(key) if key else None
             if order is None or order.status is None:
-                problems.append(_extra("orders", what))
+                problems.append(_extra("orders", f"order {row[0]}"))
                 continue
             seen.add(key)
             expected = (
-                show_id(order.user),
+                order.user,
                 order.amount,
                 order.credits,
                 order.status,
                 order.created_at,
                 order.paid_at,
             )
-            problems += _differences("orders", what, row[1:], ORDER_FIELDS, expected)
-    for key, order in fold.orders.items():
+            problems += _compare("orders", f"order {row[0]}", row[1:], ORDER_FIELDS, expected)
+    for key, order in orders.items():
         if order.status is not None and key not in seen:
             problems.append(_missing("orders", f"order {show_id(key)}", order.status))
     return problems
@@ -213,10 +255,11 @@ VIDEO_FIELDS = (
 def _videos(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
     """A deleted video leaves the read models: only the others are expected there."""
     problems, seen = [], set()
+    videos = fold.videos
     for rows in batches:
         for row in rows:
             key = _key(row[0])
-            video = fold.videos.get(key) if key else None
+            video = videos.get(key) if key else None
             what = f"video {row[0]}"
             if video is None or video.status is None:
                 problems.append(_extra("videos", what))
@@ -231,7 +274,7 @@ def _videos(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
                 continue
             seen.add(key)
             expected = (
-                show_id(video.user),
+                video.user,
                 video.status,
                 video.cost,
                 video.duration,
@@ -239,8 +282,8 @@ def _videos(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
                 video.thumbnail_key,
                 video.created_at,
             )
-            problems += _differences("videos", what, row[1:], VIDEO_FIELDS, expected)
-    for key, video in fold.videos.items():
+            problems += _compare("videos", what, row[1:], VIDEO_FIELDS, expected)
+    for key, video in videos.items():
         if video.status is not None and not video.deleted and key not in seen:
             problems.append(_missing("videos", f"video {show_id(key)}", video.status))
     return problems

@@ -18,10 +18,66 @@ REFUNDABLE = ("FAILED", "CANCELLED")
 def check_rules(fold: Fold) -> list[Problem]:
     problems: list[Problem] = []
     for video_id, video in fold.videos.items():
-        problems += _video_rules(show_id(video_id), video)
+        if not _video_is_plain(video):
+            problems += _video_rules(show_id(video_id), video)
     for order_id, order in fold.orders.items():
-        problems += _order_rules(show_id(order_id), order)
+        if not _order_is_plain(order):
+            problems += _order_rules(show_id(order_id), order)
     return problems
+
+
+def _video_is_plain(video: VideoFacts) -> bool:
+    """The common cases, checked without making a message: requested and charged once at
+    its cost, then either still running, completed and settled once, or failed/cancelled
+    and refunded once in full."""
+    if video.status is None or len(video.reserved) != 1:
+        return False
+    charge = video.reserved[0]
+    if charge.user != video.user or -charge.amount != video.cost:
+        return False
+    if video.refunded:
+        refund = video.refunded[0]
+        return (
+            len(video.refunded) == 1
+            and not video.settled
+            and video.status in REFUNDABLE
+            and refund.user == charge.user
+            and refund.amount == -charge.amount
+            and refund.position > charge.position
+        )
+    if video.status in REFUNDABLE:
+        return False
+    if video.settled:
+        return (
+            video.completed
+            and video.status == "COMPLETED"
+            and all(user == charge.user for _, user in video.settled)
+        )
+    return True
+
+
+def _order_is_plain(order: OrderFacts) -> bool:
+    """Created, and either unpaid and uncredited, or paid once and credited once in full
+    (and, if refunded, reversed once in full)."""
+    if order.status is None:
+        return False
+    if not order.paid:
+        return not order.recharges and not order.reversals
+    if order.paid != 1 or len(order.recharges) != 1:
+        return False
+    recharge = order.recharges[0]
+    if recharge.user != order.user or recharge.amount != order.credits:
+        return False
+    if not order.reversals:
+        return order.status != "REFUNDED"
+    reversal = order.reversals[0]
+    return (
+        len(order.reversals) == 1
+        and order.status == "REFUNDED"
+        and reversal.user == order.user
+        and -reversal.amount == order.credits
+        and reversal.position > recharge.position
+    )
 
 
 def _rule(message: str, at: Entry | int | None = None) -> Problem:
@@ -138,6 +194,13 @@ def _order_rules(order_id: str, order: OrderFacts) -> list[Problem]:
             problems.append(_rule(f"{who}: the order is {order.status}, not REFUNDED", entry))
         if not any(r.position < entry.position for r in order.recharges):
             problems.append(_rule(f"{who}: the order was never recharged before it", entry))
+    if order.status == "REFUNDED" and order.recharges and not order.reversals:
+        problems.append(
+            _rule(
+                f"user {show_id(order.user)}: order {order_id} is REFUNDED but its "
+                f"{order.credits} credits were never taken back (no REVERSAL)"
+            )
+        )
     if len(order.reversals) > 1:
         problems.append(
             _rule(

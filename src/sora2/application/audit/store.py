@@ -18,6 +18,9 @@ from sora2.application.ledger_chain import ChainLink
 # (position, originator id as 16 bytes, version, topic, state bytes)
 RawEvent = tuple[int, bytes, int, str, bytes]
 
+# (position, the position before it, hash): a link of the chain
+RawLink = tuple[int, int, bytes]
+
 # The read-model tables and the columns an audit reads from each, in this order. Values
 # come as the tables hold them: ids and instants as text, amounts as integers.
 READ_MODEL_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -49,7 +52,7 @@ class AuditReading(Protocol):
     def events(self, after: int = 0, batch: int = 5_000) -> Iterator[list[RawEvent]]:
         """Every stored event after `after`, in log order, in batches."""
 
-    def links(self, batch: int = 5_000) -> Iterator[list[ChainLink]]:
+    def links(self, batch: int = 5_000) -> Iterator[list[RawLink]]:
         """Every link of the chain, in position order, in batches."""
 
     def rows(self, table: str, batch: int = 5_000) -> Iterator[list[tuple]]:
