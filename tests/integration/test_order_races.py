@@ -18,7 +18,7 @@ from uuid import UUID
 import pytest
 
 from sora2.application.audit import LedgerAudit
-from sora2.bootstrap import Sora2, bootstrap
+from sora2.bootstrap import Sora2, audit_store, bootstrap
 from sora2.domain.credits.ledger import CreditLedger
 from sora2.domain.errors import Conflict
 from sora2.domain.orders.order import Order
@@ -86,7 +86,7 @@ def test_sweeps_of_two_processes_expire_each_order_once(pair: Any) -> None:
         kinds = [type(e) for e in events_of(one, order_id)]
         assert kinds == [Order.Created, Order.Expired]
     assert one.log.load(Order, paid).status == "PAID"
-    assert LedgerAudit(one.log, one.views).verify().ok
+    assert LedgerAudit(audit_store(one)).verify().ok
 
 
 def test_a_cancel_racing_the_sweep_ends_the_order_once(pair: Any) -> None:
@@ -124,4 +124,4 @@ def test_concurrent_refunds_take_the_credits_back_once(pair: Any) -> None:
     ledger = one.log.load(CreditLedger, CreditLedger.create_id(user))
     assert ledger.balance == 10 and ledger.reversed_orders == {order.id}
     one.read_models.catch_up()
-    assert LedgerAudit(one.log, one.views).verify().ok
+    assert LedgerAudit(audit_store(one)).verify().ok

@@ -357,11 +357,11 @@ def test_a_refunded_order_verifies_with_its_reversal(sora2: Sora2) -> None:
     refunded = sora2.orders.refund(order_id, reason="asked by the customer")
     assert refunded.status == "REFUNDED"
 
-    report = LedgerAudit(sora2.log, sora2.views).verify()
+    report = LedgerAudit(audit_store(sora2)).verify()
 
     assert report.ok, report.problems
-    history = LedgerAudit(sora2.log, sora2.views).history(alice)
-    assert [(e.type, e.amount, e.balance, e.reference) for e in history] == [
+    history = LedgerAudit(audit_store(sora2)).history(alice)
+    assert [(e.type, e.amount, e.balance, e.reference_id) for e in history] == [
         ("REWARD", 10, 10, None),
         ("RECHARGE", 100, 110, order_id),
         ("REVERSAL", -100, 10, order_id),

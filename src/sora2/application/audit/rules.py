@@ -186,12 +186,12 @@ def _order_rules(order_id: str, order: OrderFacts) -> list[Problem]:
             problems.append(_rule(f"{who}: the order belongs to user {show_id(order.user)}", entry))
         if order.credits != -entry.amount:
             problems.append(
-                _rule(
-                    f"{who}: takes back {-entry.amount} but the order is for {order.credits}", entry
-                )
+                _rule(f"{who}: takes back {-entry.amount} but {order.credits} were credited", entry)
             )
         if order.status != "REFUNDED":
-            problems.append(_rule(f"{who}: the order is {order.status}, not REFUNDED", entry))
+            problems.append(
+                _rule(f"{who}: the order was never refunded (it is {order.status})", entry)
+            )
         if not any(r.position < entry.position for r in order.recharges):
             problems.append(_rule(f"{who}: the order was never recharged before it", entry))
     if order.status == "REFUNDED" and order.recharges and not order.reversals:
