@@ -52,6 +52,32 @@ class ChainCheck:
         link = self._head
         return None if link is None else ChainLink(link[0], link[1], bytes(link[2]))
 
+    def check(self, batch: list[tuple[int, bytes, int, str, bytes]]) -> None:
+        """Check stored events in log order: the common case (the next link is the event's
+        and hashes from the one before) inline, anything else through `event`."""
+        if self._up_to >= 0:  # a checkpoint to recompute towards: every event, one by one
+            for stored in batch:
+                self.event(*stored)
+            return
+        take, last = self._take, self._last_link
+        for position, originator, version, topic, state in batch:
+            link = self._next
+            if (
+                link is not None
+                and link[0] == position
+                and link[1] == last[0]
+                and not self._unlinked
+                and link_hash(last[2], position, originator, version, topic, state) == link[2]
+            ):
+                take()
+                last = link
+                self.last_position = position
+                continue
+            self._last_link = last
+            self.event(position, originator, version, topic, state)
+            last = self._last_link
+        self._last_link = last
+
     def event(
         self, position: int, originator: bytes, version: int, topic: str, state: bytes
     ) -> None:

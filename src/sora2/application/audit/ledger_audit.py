@@ -11,9 +11,11 @@ import csv
 import gc
 import json
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TextIO
 from uuid import UUID
 
@@ -29,6 +31,7 @@ from sora2.application.projections.read_models import FOLLOWER_NAME
 
 EXPORT_COLUMNS = ("id", "userId", "type", "amount", "balance", "reference", "createdAt")
 BATCH = 5_000
+_position = itemgetter(0)
 
 Progress = Callable[[int, int], None]  # (events done, events in the log)
 
@@ -55,12 +58,15 @@ class LedgerAudit:
             if on_progress:
                 on_progress(0, total)
             for batch in reading.events(0, self.batch):
-                for position, originator, version, topic, state in batch:
-                    if not compared and position > at:
-                        compared = True
-                        self._compare(fold, reading, report)
-                    chain.event(position, originator, version, topic, state)
-                    fold.apply(position, originator, version, topic, state)
+                if not compared and batch[-1][0] > at:  # the read models stand in this batch
+                    split = bisect_right(batch, at, key=_position)
+                    chain.check(batch[:split])
+                    fold.fold(batch[:split])
+                    compared = True
+                    self._compare(fold, reading, report)
+                    batch = batch[split:]
+                chain.check(batch)
+                fold.fold(batch)
                 if on_progress:
                     on_progress(fold.position, max(total, fold.position))
             if not compared:
@@ -135,8 +141,7 @@ class LedgerAudit:
             fold = Fold()
             with self.store.reading() as reading, _no_cyclic_gc():
                 for batch in reading.events(0, self.batch):
-                    for position, originator, version, topic, state in batch:
-                        fold.apply(position, originator, version, topic, state)
+                    fold.fold(batch)
             self._fold = fold
         return self._fold
 
