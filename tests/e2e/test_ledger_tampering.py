@@ -140,7 +140,7 @@ def planted(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Planted]
 
 
 def problems(stdout: str) -> list[str]:
-    return [line for line in stdout.splitlines() if line.startswith("PROBLEM ")]
+    return [line for line in stdout.splitlines() if line.startswith("PROBLEM: ")]
 
 
 def caught(planted: Planted, *words: str, args: tuple[str, ...] = (), **env: str) -> list[str]:
@@ -149,7 +149,7 @@ def caught(planted: Planted, *words: str, args: tuple[str, ...] = (), **env: str
     found = problems(out)
     assert code == 1, (out, err)
     assert any(all(w in line for w in words) for line in found), (words, found)
-    assert out.splitlines()[-1].startswith("FAILED: ")
+    assert [line for line in out.splitlines() if line.startswith("FAILED: ")], out
     return found
 
 
@@ -294,7 +294,7 @@ READ_MODEL_FAULTS: dict[str, ReadModelFault] = {
 def test_a_planted_read_model_fault_is_caught(planted: Planted, fault: str) -> None:
     words = READ_MODEL_FAULTS[fault](planted)
     found = caught(planted, *words)
-    assert all(line.startswith("PROBLEM read-model: ") for line in found), found
+    assert all(line.endswith("[read-model]") for line in found), found
 
 
 # --- the stored events --------------------------------------------------------------------
@@ -315,7 +315,7 @@ def test_a_deleted_event_is_caught(planted: Planted, event: str) -> None:
     planted.delete_event(position)
     found = caught(planted, f"1 event removed from the log: the chain links event {position}")
     if event == "CreditLedger.Reserved":  # the ledger's later events skip its version
-        assert any(line.startswith("PROBLEM sequence: ") and "is missing" in line for line in found)
+        assert any(line.endswith("[sequence]") and "is missing" in line for line in found)
     if event == "Video.Completed":  # its video still shows COMPLETED, and was settled
         assert any("the log has no Completed event for it" in line for line in found), found
         assert any(
@@ -334,7 +334,7 @@ def test_the_newest_event_deleted_is_caught(planted: Planted) -> None:
 def test_an_event_made_invalid_json_is_a_finding_with_its_position(planted: Planted) -> None:
     position = planted.positions("Video.Requested")[1]
     planted.set_state(position, b'{"timestamp": {"_type_": "datetime_iso", "_da')
-    found = caught(planted, f"PROBLEM undecodable: event {position} (sora2.domain.videos")
+    found = caught(planted, f"PROBLEM: event {position} (sora2.domain.videos", "[undecodable]")
     assert any("cannot be decoded" in line for line in found)
 
 
@@ -377,7 +377,7 @@ def test_a_consistent_edit_of_an_event_and_its_read_models_is_caught_by_the_chai
 ) -> None:
     consistent_reward_edit(planted)
     found = caught(planted, "(CreditLedger.Rewarded) was changed after it was stored")
-    assert all(line.startswith("PROBLEM chain: ") for line in found), found
+    assert all(line.endswith("[chain]") for line in found), found
 
 
 def test_without_a_checkpoint_a_rewritten_chain_hides_a_consistent_edit(planted: Planted) -> None:
@@ -418,7 +418,7 @@ def test_a_checkpoint_proves_the_log_and_catches_a_rewritten_chain(
     consistent_reward_edit(planted)
     planted.relink()
     found = caught(planted, "is not the one checkpointed", args=("--against", str(target)), **key)
-    assert all(line.startswith("PROBLEM checkpoint: ") for line in found), found
+    assert all(line.endswith("[checkpoint]") for line in found), found
 
 
 def test_a_checkpoint_catches_a_log_cut_below_it(

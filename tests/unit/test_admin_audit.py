@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from sora2.application.audit import LedgerAudit
-from sora2.bootstrap import Sora2, bootstrap
+from sora2.bootstrap import Sora2, audit_store, bootstrap
 from sora2.domain.credits.ledger import CreditLedger
 from tests.conftest import FastHasher
 from tests.support.backends import sqlite_settings
@@ -32,7 +32,7 @@ def register(sora2: Sora2, name: str) -> UUID:
 
 
 def problems(sora2: Sora2) -> list[str]:
-    return LedgerAudit(sora2.log, sora2.views).verify().problems
+    return [problem.message for problem in LedgerAudit(audit_store(sora2)).verify().problems]
 
 
 def forge(sora2: Sora2, user_id: UUID, amount: int, admin_id: UUID | None) -> None:
@@ -48,7 +48,7 @@ def test_adjustments_by_an_admin_verify_and_count_in_the_balance(sora2: Sora2) -
     assert sora2.admin.set_role("root@example.com", "ADMIN").changed
     sora2.admin.adjust_credits(root, bob, 15, "goodwill")
     sora2.admin.adjust_credits(root, bob, -20, "duplicate bonus")
-    audit = LedgerAudit(sora2.log, sora2.views)
+    audit = LedgerAudit(audit_store(sora2))
     assert audit.verify().problems == []
     history = audit.history(bob)
     assert [(e.type, e.amount, e.balance, e.admin_id) for e in history] == [

@@ -179,7 +179,7 @@ def _verify(
             p.kind == "checkpoint" for p in report.problems
         )
     for problem in report.problems:
-        print(f"PROBLEM {problem.kind}: {problem.message}", file=out)
+        print(f"PROBLEM: {problem.message} [{problem.kind}]", file=out)
     print(summary(report, _backend(sora2)), file=out)
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +282,15 @@ def _backend(sora2: Sora2) -> str:
 
 def summary(report: Report, backend: str = "") -> str:
     """The auditor's summary: what was read, the totals, what was proven, what was found."""
-    lines = [f"Ledger verification{f' ({backend})' if backend else ''}"]
+    counts = (
+        f"{report.users:,} users, {report.entries:,} entries, {report.events:,} events replayed"
+    )
+    if report.ok:
+        verdict = f"OK: {counts}; read models match"
+    else:
+        n = len(report.problems)
+        verdict = f"FAILED: {n:,} problem{'' if n == 1 else 's'}; {counts}"
+    lines = [verdict, f"Ledger verification{f' ({backend})' if backend else ''}"]
     lag = ""
     if report.read_model_position < report.log_position:
         lag = f"; read models at {report.read_model_position:,}"
@@ -329,14 +337,6 @@ def summary(report: Report, backend: str = "") -> str:
     found = ", ".join(f"{kind} {n:,}" for kind, n in kinds.items()) or "none"
     lines.append(row("problems", found))
     lines.append(row("time", f"{report.seconds:.2f} s ({report.events_per_second:,.0f} events/s)"))
-    counts = (
-        f"{report.users:,} users, {report.entries:,} entries, {report.events:,} events replayed"
-    )
-    if report.ok:
-        lines.append(f"OK: {counts}; read models match")
-    else:
-        n = len(report.problems)
-        lines.append(f"FAILED: {n:,} problem{'' if n == 1 else 's'}; {counts}")
     return "\n".join(lines)
 
 

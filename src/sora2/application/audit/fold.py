@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+from eventsourcing.utils import resolve_topic
 
 from sora2.application.audit.report import Problem
 
@@ -40,6 +41,7 @@ KINDS: dict[str, tuple[str, int]] = {
 SPENDING = ("CONSUME", "REVERSAL")  # entry types whose amount must be negative
 FIXED_SIGN = {kind for kind, sign in KINDS.values() if sign}
 USER_FIELDS = ("email", "username", "avatar_key", "role", "session_epoch")
+SUSPENSION = {"Suspended": 1, "Unsuspended": 0}
 VIDEO_STATUS = {
     "Started": "PROCESSING",
     "Completed": "COMPLETED",
@@ -74,6 +76,8 @@ class Entry:
         "recorded_balance",
         "reference",
         "timestamp",
+        "admin",
+        "reason",
     )
 
     def __init__(
@@ -88,6 +92,8 @@ class Entry:
         recorded_balance: int,
         reference: bytes | None,
         timestamp: str,
+        admin: bytes | None = None,
+        reason: str | None = None,
     ) -> None:
         self.position, self.ledger, self.version, self.user = position, ledger, version, user
         self.type, self.amount, self.balance = type, amount, balance
@@ -96,6 +102,7 @@ class Entry:
             reference,
             timestamp,
         )
+        self.admin, self.reason = admin, reason  # who made an ADJUSTMENT, and why
 
     @property
     def key(self) -> bytes:
@@ -118,6 +125,10 @@ class Entry:
     @property
     def reference_id(self) -> UUID | None:
         return UUID(bytes=self.reference) if self.reference else None
+
+    @property
+    def admin_id(self) -> UUID | None:
+        return UUID(bytes=self.admin) if self.admin else None
 
     @property
     def created_at(self) -> datetime:
@@ -157,6 +168,7 @@ class UserFacts:
     role: str
     created_at: str
     session_epoch: int = 0
+    suspended: int = 0
 
 
 @dataclass
@@ -246,10 +258,20 @@ class Fold:
         self.position = batch[-1][0]
 
     def _route(self, topic: str) -> Any:
-        """The handler of a topic without one of its own (found once per topic)."""
-        if topic.startswith(USER):
-            return lambda position, user, version, p: self._user_changed(user, p)
+        """The handler of a topic without one of its own (found once per topic); a topic
+        that names no event class makes each of its events undecodable."""
+        try:
+            resolve_topic(topic)
+        except Exception as error:  # TopicError, or the module fails to import
+            reason = f"the topic names no event class ({type(error).__name__})"
+
+            def unknown(position: int, originator: bytes, version: int, p: dict) -> None:
+                raise ValueError(reason)
+
+            return unknown
         name = topic.rsplit(".", 1)[-1]
+        if topic.startswith(USER):
+            return lambda position, user, version, p: self._user_changed(user, name, p)
         if topic.startswith(VIDEO):
             return lambda position, video, version, p: self._video_changed(video, name, p)
         if topic.startswith(ORDER):
@@ -313,7 +335,9 @@ class Fold:
         self.balances[user] = balance
         recorded = int(p["balance"])
         self.recorded[user] = recorded
-        reference = _id(p.get("order_id") or p.get("video_id"))
+        admin = _id(p.get("admin_id"))
+        # the read models file an adjustment under the admin who made it
+        reference = _id(p.get("order_id") or p.get("video_id")) or admin
         entry = Entry(
             position,
             ledger,
@@ -325,6 +349,8 @@ class Fold:
             recorded,
             reference,
             p["timestamp"]["_data_"],
+            admin,
+            p.get("reason") if kind == "ADJUSTMENT" else None,
         )
         self.entries.append(entry)
         self.by_user.setdefault(user, []).append(entry)
@@ -363,6 +389,14 @@ class Fold:
             )
         if entry.balance < 0:
             self._entry_problem(entry, f"the balance goes negative ({entry.balance})")
+        if entry.type == "ADJUSTMENT":
+            admin = self.users.get(entry.admin) if entry.admin else None
+            if entry.admin is None:
+                self._entry_problem(entry, "the adjustment names no admin")
+            elif admin is None or admin.role != "ADMIN":
+                self._entry_problem(
+                    entry, f"names {show_id(entry.admin)}, who was not an ADMIN at the time"
+                )
 
     def _entry_problem(self, entry: Entry, what: str) -> None:
         where = (
@@ -380,13 +414,15 @@ class Fold:
             p["email"], p["username"], None, p["role"], p["timestamp"]["_data_"]
         )
 
-    def _user_changed(self, user: bytes, p: dict) -> None:
+    def _user_changed(self, user: bytes, event: str, p: dict) -> None:
         facts = self.users.get(user)
         if facts is None:
             return
         for name in USER_FIELDS:
             if name in p:
                 setattr(facts, name, p[name])
+        if event in SUSPENSION:
+            facts.suspended = SUSPENSION[event]
 
     def _session_started(self, position: int, session: bytes, version: int, p: dict) -> None:
         self.sessions[session] = [_id(p["user_id"]), 0]

@@ -82,7 +82,15 @@ def _extra(table: str, what: str) -> Problem:
     return Problem("read-model", f"rm_{table} {what}: in the read model, not in the log")
 
 
-USER_FIELDS = ("email", "username", "avatar_key", "role", "created_at", "session_epoch")
+USER_FIELDS = (
+    "email",
+    "username",
+    "avatar_key",
+    "role",
+    "created_at",
+    "session_epoch",
+    "suspended",
+)
 
 
 def _users(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
@@ -103,8 +111,9 @@ def _users(fold: Fold, batches: Iterator[list[tuple]]) -> list[Problem]:
                 facts.role,
                 facts.created_at,
                 facts.session_epoch,
+                facts.suspended,
             )
-            if row[1:] != expected:
+            if (*row[1:7], int(row[7])) != expected:
                 problems += _differences("users", f"user {row[0]}", row[1:], USER_FIELDS, expected)
     for key, facts in users.items():
         if key not in seen:

@@ -24,7 +24,16 @@ RawLink = tuple[int, int, bytes]
 # The read-model tables and the columns an audit reads from each, in this order. Values
 # come as the tables hold them: ids and instants as text, amounts as integers.
 READ_MODEL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": ("id", "email", "username", "avatar_key", "role", "created_at", "session_epoch"),
+    "users": (
+        "id",
+        "email",
+        "username",
+        "avatar_key",
+        "role",
+        "created_at",
+        "session_epoch",
+        "suspended",
+    ),
     "sessions": ("id", "user_id", "ended"),
     "balances": ("user_id", "balance"),
     "credits": ("seq", "id", "user_id", "amount", "balance", "type", "reference_id", "created_at"),
