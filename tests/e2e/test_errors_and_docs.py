@@ -205,7 +205,7 @@ def test_openapi_is_version_3_with_the_bearer_scheme(openapi: dict[str, Any]) ->
         "bearerFormat": "JWT",
     }
     error = openapi["components"]["schemas"]["ErrorBody"]
-    assert set(error["properties"]) == {"error", "message", "statusCode"}
+    assert set(error["properties"]) == {"error", "message", "statusCode", "details"}
     assert set(error["required"]) == {"error", "message", "statusCode"}
     assert error["properties"]["statusCode"]["type"] == "integer"
 
@@ -254,7 +254,8 @@ def test_openapi_documents_the_parameters(openapi: dict[str, Any]) -> None:
         "limit": "query",
         "type": "query",
     }
-    assert "REWARD" in str(transactions["type"]["schema"])
+    assert {"$ref": "#/components/schemas/CreditType"} in transactions["type"]["schema"]["oneOf"]
+    assert "REWARD" in openapi["components"]["schemas"]["CreditType"]["enum"]
     assert {"page", "limit", "status"} <= set(params("get", "/api/orders"))
     for method, path in (("get", "/api/orders/{order_id}"), ("post", "/api/orders/{order_id}/pay")):
         order_id = params(method, path)["order_id"]

@@ -10,10 +10,17 @@ import httpx
 def assert_error(
     r: httpx.Response, status: int, error: str | None = None, message: str | None = None
 ) -> dict[str, Any]:
-    """`{error, message, statusCode}` with this status (and this name or text, if given)."""
+    """`{error, message, statusCode}` with this status (and this name or text, if given);
+    a 400 may list its fields' problems as `details: [{field, message}]`."""
     assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"error", "message", "statusCode"}, body
+    if status == 400 and "details" in body:
+        assert body["details"] and all(
+            set(d) == {"field", "message"} and d["field"] and d["message"] for d in body["details"]
+        ), body
+        assert all(d["field"] in body["message"] for d in body["details"]), body
+        body = {k: v for k, v in body.items() if k != "details"} | {"details": body["details"]}
+    assert set(body) - {"details"} == {"error", "message", "statusCode"}, body
     assert body["statusCode"] == status
     assert isinstance(body["error"], str) and body["error"]
     assert isinstance(body["message"], str) and body["message"]

@@ -13,9 +13,6 @@ from litestar import Litestar, MediaType, Request, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme, Server
 
 from sora2.adapters.http.auth import current_user
 from sora2.adapters.http.controllers.admin import AdminController
@@ -33,18 +30,11 @@ from sora2.adapters.http.errors import error_response
 from sora2.adapters.http.headers import security_headers
 from sora2.adapters.http.idempotency import IdempotencyMiddleware
 from sora2.adapters.http.json_limits import JsonDepthMiddleware
+from sora2.adapters.http.openapi import document, openapi_config, swagger_assets
 from sora2.adapters.http.rate_limit import RateLimitMiddleware
 from sora2.adapters.http.request_log import RequestLog
+from sora2.adapters.http.strict_bodies import check_body
 from sora2.bootstrap import Sora2
-
-DESCRIPTION = (
-    "Sora2 turns text prompts into videos. Buy credits through orders, spend them to "
-    "generate videos, follow progress live (SSE), download and share. Every error answers "
-    "`{error, message, statusCode}`. Authenticate with `Authorization: Bearer <accessToken>`; "
-    "the refresh token travels in the HttpOnly `refreshToken` cookie. Every response carries "
-    "`X-Request-ID` (yours, if you send a usable one: up to 128 of `A-Za-z0-9-_.:/+=@`), "
-    "which the server's log lines of that request carry too."
-)
 
 
 @asynccontextmanager
@@ -65,7 +55,7 @@ async def background_work(sora2: Sora2, app: Litestar, close: bool) -> AsyncIter
 
 @get("/api-docs.json", include_in_schema=False, media_type=MediaType.JSON)
 async def openapi_json(request: Request) -> dict[str, Any]:
-    return request.app.openapi_schema.to_schema()
+    return document(request.app)
 
 
 def request_scope(sora2: Sora2) -> Any:
@@ -107,6 +97,7 @@ def create_app(
         AdminController,
         *(controllers or []),
         openapi_json,
+        swagger_assets(),
     ]
     app = Litestar(
         route_handlers=handlers,
@@ -116,6 +107,7 @@ def create_app(
         },
         exception_handlers={Exception: error_response},
         state=State({"sora2": sora2}),  # for guards, which run before dependencies
+        before_request=check_body,
         lifespan=[lambda app: background_work(sora2, app, close_with_app)],
         cors_config=CORSConfig(
             allow_origins=[settings.frontend_url],
@@ -136,6 +128,7 @@ def create_app(
                 "Retry-After",
                 "Content-Disposition",
                 "X-Request-ID",
+                "Idempotent-Replayed",
             ],
         ),
         middleware=[
@@ -145,19 +138,7 @@ def create_app(
             IdempotencyMiddleware(sora2),
         ],
         before_send=[security_headers(settings.production)],
-        openapi_config=OpenAPIConfig(
-            title="Sora2 API",
-            version="1.0.0",
-            description=DESCRIPTION,
-            path="/api-docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
-            servers=[Server(url=settings.public_url)],
-            components=Components(
-                security_schemes={
-                    "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-                }
-            ),
-        ),
+        openapi_config=openapi_config(),
         request_max_body_size=1024 * 1024,
         debug=False,
         logging_config=None,  # the process set up logging (sora2.adapters.logs)

@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
-from sora2.adapters.http.schemas import PATTERN_PROBLEMS, ErrorBody
+from sora2.adapters.http.schemas import PATTERN_PROBLEMS, ErrorBody, FieldProblem
 from sora2.domain.errors import (
     Conflict,
     DomainError,
@@ -42,13 +42,20 @@ NAMES = {400: "Validation Error", 401: "Unauthorized", 402: "Payment Required"}
 ERROR_NAMES = {PromptBlocked: "Moderation"}
 
 
-def error_body(status: int, message: str, name: str | None = None) -> ErrorBody:
-    return ErrorBody(name or NAMES.get(status) or HTTPStatus(status).phrase, message, status)
+def error_body(
+    status: int,
+    message: str,
+    name: str | None = None,
+    details: list[FieldProblem] | None = None,
+) -> ErrorBody:
+    error = name or NAMES.get(status) or HTTPStatus(status).phrase
+    return ErrorBody(error, message, status, details)
 
 
 def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
     headers: dict[str, str] = {}
     name = None
+    details: list[FieldProblem] | None = None
     if isinstance(exc, DomainError):
         status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
         message = str(exc)
@@ -56,8 +63,12 @@ def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
     elif isinstance(exc, HTTPException):
         status, message = exc.status_code, exc.detail
         headers = dict(exc.headers or {})
-        if isinstance(exc.extra, list) and exc.extra:  # name the invalid field
-            message = "; ".join(_field_problem(e) for e in exc.extra)
+        if isinstance(exc.extra, list) and exc.extra:  # name each invalid field
+            problems = [_field_problem(e) for e in exc.extra]
+            message = "; ".join(
+                p.field and f"{p.field}: {p.message}" or p.message for p in problems
+            )
+            details = [p for p in problems if p.field] or None
         elif status == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
         elif status == 405:
@@ -72,15 +83,16 @@ def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
     if status >= 500 and isinstance(exc, HTTPException):  # the framework's own failure
         log.error("%s on %s %s: %r", status, request.method, request.url.path, exc, exc_info=exc)
         message = "Something went wrong on our side."
-    return Response(error_body(status, message, name), status_code=status, headers=headers)
+    if status >= 500:
+        details = None
+    return Response(error_body(status, message, name, details), status_code=status, headers=headers)
 
 
-def _field_problem(problem: object) -> str:
+def _field_problem(problem: object) -> FieldProblem:
     if isinstance(problem, dict):
-        key, text = problem.get("key"), problem.get("message", "is invalid")
-        text = PATTERN_MESSAGES.get(text, text)
-        return f"{key}: {text}" if key else str(text)
-    return str(problem)
+        key, text = problem.get("key") or "", str(problem.get("message", "is invalid"))
+        return FieldProblem(str(key), PATTERN_MESSAGES.get(text, text))
+    return FieldProblem("", str(problem))
 
 
 # msgspec names the regex a string broke; say what it means instead

@@ -1,5 +1,6 @@
 """`Idempotency-Key` on the POSTs that create or pay: the same key replays the first answer;
-the same key with another request body is a 409. Keys are per user and kept for 24 hours.
+the same key with another request (the body as parsed, not its bytes) is a 409; a replay
+carries `Idempotent-Replayed: true`. Keys are per user and kept for 24 hours.
 
 Every answer is kept, 5xx included: a failure after the command committed must not let a
 retry charge again. A retry after such a failure needs a new key; a 503 (the database was
@@ -85,7 +86,7 @@ class IdempotencyMiddleware:
                     ),
                 )
                 return
-            fingerprint = hashlib.sha256(scope["path"].encode() + b"\n" + body).hexdigest()
+            fingerprint = _fingerprint(scope["path"], body)
             store = sora2.idempotency
             stored = await anyio.to_thread.run_sync(
                 store.claim, user, key, fingerprint, sora2.clock.now()
@@ -236,6 +237,16 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def _fingerprint(path: str, body: bytes) -> str:
+    """The request as parsed: the same JSON with other spacing or key order is the same
+    request (a replay), not another one (a 409)."""
+    try:
+        body = msgspec.json.encode(msgspec.json.decode(body), order="sorted")
+    except msgspec.DecodeError:  # not JSON: the route refuses it; compare the bytes
+        pass
+    return hashlib.sha256(path.encode() + b"\n" + body).hexdigest()
 
 
 def _replaying(body: bytes, receive: Any) -> Any:

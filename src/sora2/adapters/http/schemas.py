@@ -9,7 +9,9 @@ control characters reach a command (see sora2.domain.text, which guards the same
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from enum import IntEnum, StrEnum
+from typing import Annotated
+from uuid import UUID
 
 import msgspec
 from litestar.params import HeaderParameter
@@ -42,7 +44,6 @@ AnyPassword = Annotated[SingleLineText, Meta(min_length=1, max_length=PASSWORD_M
 """A password to check, not to set: no minimum length beyond one character."""
 Username = Annotated[str, Meta(pattern=USERNAME_PATTERN, examples=["johndoe"])]
 Credits = Annotated[int, Meta(ge=1, le=MAX_CREDITS_PER_ORDER)]
-PaymentMethod = Literal["ALIPAY", "WECHAT", "STRIPE"]
 Prompt = Annotated[MultilineText, Meta(min_length=1, max_length=PROMPT_MAX_LENGTH)]
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$(?!\n)"
 
@@ -55,14 +56,101 @@ PATTERN_PROBLEMS = {
 """What breaking each pattern means, for the 400's message (instead of the regex)."""
 
 
-class Body(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omit_defaults=True):
-    pass
+# Enums are classes, not Literals: each becomes a named component of the OpenAPI document,
+# and its member names become the generated SDKs' names (x-enum-varnames), not VALUE_0.
+
+
+class Role(StrEnum):
+    USER = "USER"
+    ADMIN = "ADMIN"
+
+
+class VideoState(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class AspectRatio(StrEnum):
+    LANDSCAPE_16_9 = "16:9"
+    PORTRAIT_9_16 = "9:16"
+    SQUARE_1_1 = "1:1"
+
+
+class Duration(IntEnum):
+    """Video length in seconds."""
+
+    SECONDS_5 = 5
+    SECONDS_10 = 10
+    SECONDS_15 = 15
+    SECONDS_20 = 20
+
+
+class CreditType(StrEnum):
+    RECHARGE = "RECHARGE"
+    CONSUME = "CONSUME"
+    REFUND = "REFUND"
+    REWARD = "REWARD"
+    REVERSAL = "REVERSAL"
+    ADJUSTMENT = "ADJUSTMENT"
+
+
+class FailureCode(StrEnum):
+    """Why a video FAILED, for programs (the `error` text is for people)."""
+
+    MODERATION_BLOCKED = "moderation_blocked"
+    PROVIDER_ERROR = "provider_error"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    TIMEOUT = "timeout"
+    RENDER_ERROR = "render_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    PAID = "PAID"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    REFUNDED = "REFUNDED"
+
+
+class PaymentProvider(StrEnum):
+    SANDBOX = "sandbox"
+    STRIPE = "stripe"
+    ALIPAY = "alipay"
+    WECHAT = "wechat"
+
+
+class PaymentMethod(StrEnum):
+    ALIPAY = "ALIPAY"
+    WECHAT = "WECHAT"
+    STRIPE = "STRIPE"
+
+
+class Body(msgspec.Struct, rename="camel", omit_defaults=True):
+    """A response body: clients should ignore fields they do not know yet."""
+
+
+class RequestBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """A request body: a field the API does not know is refused (400), never ignored."""
+
+
+class FieldProblem(Body):
+    """What is wrong with one field of the input (`field` is its name on the wire)."""
+
+    field: str
+    message: str
 
 
 class ErrorBody(Body):
+    """Every error: a short name, a human message, the status; a 400 may list each field."""
+
     error: str
     message: str
     status_code: int
+    details: list[FieldProblem] | None = None
 
 
 class Message(Body):
@@ -72,31 +160,31 @@ class Message(Body):
 # --- auth -------------------------------------------------------------------------------
 
 
-class RegisterRequest(Body):
+class RegisterRequest(RequestBody):
     email: Email
     password: Password
     username: Username
 
 
-class LoginRequest(Body):
+class LoginRequest(RequestBody):
     email: Annotated[SingleLineText, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
     password: AnyPassword
 
 
-class ForgotPasswordRequest(Body):
+class ForgotPasswordRequest(RequestBody):
     email: Annotated[SingleLineText, Meta(min_length=1, max_length=EMAIL_MAX_LENGTH)]
 
 
-class ResetPasswordRequest(Body):
+class ResetPasswordRequest(RequestBody):
     token: Annotated[SingleLineText, Meta(min_length=1, max_length=512)]
     password: Password
 
 
 class User(Body):
-    id: str
+    id: UUID
     email: str
     username: str
-    role: Literal["USER", "ADMIN"]
+    role: Role
     created_at: datetime
     updated_at: datetime
     avatar_url: str | None = None
@@ -114,7 +202,7 @@ class AccessTokenResponse(Body):
 # --- users ------------------------------------------------------------------------------
 
 
-class UpdateProfileRequest(Body):
+class UpdateProfileRequest(RequestBody):
     """A new email also needs `currentPassword`; the old address is told of the change."""
 
     username: Username | None = None
@@ -122,7 +210,7 @@ class UpdateProfileRequest(Body):
     current_password: AnyPassword | None = None
 
 
-class ChangePasswordRequest(Body):
+class ChangePasswordRequest(RequestBody):
     current_password: AnyPassword
     new_password: Password
 
@@ -139,20 +227,9 @@ class Balance(Body):
     balance: int
 
 
-CreditType = Literal["RECHARGE", "CONSUME", "REFUND", "REWARD", "REVERSAL", "ADJUSTMENT"]
-FailureCode = Literal[
-    "moderation_blocked",
-    "provider_error",
-    "provider_unavailable",
-    "timeout",
-    "render_error",
-    "internal_error",
-]
-
-
 class Credit(Body):
-    id: str
-    user_id: str
+    id: UUID
+    user_id: UUID
     amount: int
     balance: int
     type: CreditType
@@ -168,17 +245,17 @@ class CreditPage(Body):
     total_pages: int
 
 
-class OrderRequest(Body):
+class OrderRequest(RequestBody):
     credits: Credits
     payment_method: PaymentMethod
 
 
 class Order(Body):
-    id: str
-    user_id: str
+    id: UUID
+    user_id: UUID
     amount: float
     credits: int
-    status: Literal["PENDING", "PAID", "FAILED", "CANCELLED", "REFUNDED"]
+    status: OrderStatus
     payment_method: PaymentMethod
     created_at: datetime
     paid_at: datetime | None = None
@@ -203,10 +280,7 @@ class Payment(Body):
     """
 
     order: Order
-    provider: Annotated[
-        Literal["sandbox", "stripe", "alipay", "wechat"],
-        Meta(description="who takes the payment"),
-    ]
+    provider: Annotated[PaymentProvider, Meta(description="who takes the payment")]
     paid: Annotated[bool, Meta(description="true when the credits were added already")]
     redirect_url: Annotated[
         str | None, Meta(description="stripe: the hosted payment page to send the user to")
@@ -224,10 +298,10 @@ class Payment(Body):
 # --- videos -------------------------------------------------------------------------------
 
 
-class GenerateRequest(Body):
+class GenerateRequest(RequestBody):
     prompt: Prompt
-    duration: Literal[5, 10, 15, 20] = 5
-    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    duration: Duration = Duration.SECONDS_5
+    aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE_16_9
 
 
 SignedUrl = Annotated[
@@ -240,13 +314,13 @@ SignedUrl = Annotated[
 
 
 class Video(Body):
-    id: str
-    user_id: str
+    id: UUID
+    user_id: UUID
     prompt: str
-    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    status: VideoState
     progress: int
     duration: int
-    aspect_ratio: str
+    aspect_ratio: AspectRatio
     created_at: datetime
     updated_at: datetime
     video_url: SignedUrl | None = None
@@ -273,8 +347,8 @@ class VideoPage(Body):
 class VideoStatus(Body):
     """Always carries `estimatedTimeRemaining` (null while unknown); `error` once FAILED."""
 
-    id: str
-    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    id: UUID
+    status: VideoState
     progress: int
     estimated_time_remaining: int | None  # no default: encoded even when null
     error: str | None = None
@@ -296,10 +370,10 @@ Reason = Annotated[
 class AdminUser(Body):
     """A user as support sees them: the account, its state and its balance."""
 
-    id: str
+    id: UUID
     email: str
     username: str
-    role: Literal["USER", "ADMIN"]
+    role: Role
     suspended: bool
     balance: int
     created_at: datetime
@@ -318,10 +392,10 @@ class AdminUserPage(Body):
 class AdminUserDetail(Body):
     """The user, their balance, and their latest credit entries, orders and videos."""
 
-    id: str
+    id: UUID
     email: str
     username: str
-    role: Literal["USER", "ADMIN"]
+    role: Role
     suspended: bool
     balance: int
     created_at: datetime
@@ -332,7 +406,7 @@ class AdminUserDetail(Body):
     avatar_url: str | None = None
 
 
-class AdjustCreditsRequest(Body, forbid_unknown_fields=True):
+class AdjustCreditsRequest(RequestBody):
     amount: Annotated[
         int,
         Meta(
@@ -348,21 +422,21 @@ class AdjustCreditsRequest(Body, forbid_unknown_fields=True):
 class Adjustment(Body):
     """The ADJUSTMENT entry made: `balance` is the balance after it."""
 
-    id: str
-    user_id: str
+    id: UUID
+    user_id: UUID
     amount: int
     balance: int
-    type: Literal["ADJUSTMENT"]
+    type: CreditType  # always ADJUSTMENT
     reason: str
-    admin_id: str
+    admin_id: UUID
     created_at: datetime
 
 
-class SuspendRequest(Body, forbid_unknown_fields=True):
+class SuspendRequest(RequestBody):
     reason: Reason = "suspended by an admin"
 
 
-class RefundRequest(Body, forbid_unknown_fields=True):
+class RefundRequest(RequestBody):
     reason: Reason = "refunded by an admin"
 
 

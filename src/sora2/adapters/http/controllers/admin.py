@@ -18,7 +18,6 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY, current_admin
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
-from sora2.adapters.http.controllers.videos import VideoState
 from sora2.adapters.http.errors import documented
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
@@ -46,6 +45,7 @@ class AdminController(Controller):
     security = BEARER_SECURITY
     guards = [admins_only]
     dependencies = {"admin": Provide(the_admin, sync_to_thread=False)}
+    opt = {"operation_prefix": "admin"}  # adminListVideos beside the user's listVideos
 
     @get(
         "/users",
@@ -167,9 +167,9 @@ class AdminController(Controller):
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
-        status: Annotated[VideoState | None, QueryParameter()] = None,
+        status: Annotated[schemas.VideoState | None, QueryParameter()] = None,
     ) -> schemas.VideoPage:
-        result = sora2.admin.all_videos(status, page, limit)
+        result = sora2.admin.all_videos(status and status.value, page, limit)
         base = sora2.settings.public_url
         return schemas.VideoPage(
             [presenters.video(r, base, sora2.links) for r in result.items],

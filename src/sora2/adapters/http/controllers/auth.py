@@ -107,7 +107,7 @@ class AuthController(Controller):
         description="Refresh tokens rotate on every use; presenting a spent one revokes "
         "the whole session.",
     )
-    def refresh(
+    def refresh_token(
         self,
         sora2: NamedDependency[Sora2],
         refresh_token: Annotated[str | None, CookieParameter(name=REFRESH_COOKIE)] = None,

@@ -32,7 +32,7 @@ class CreditsController(Controller):
         responses=documented(401, 429),
         summary="The current credit balance",
     )
-    def balance(
+    def get_balance(
         self, user: NamedDependency[UserRow], sora2: NamedDependency[Sora2]
     ) -> schemas.Balance:
         return schemas.Balance(sora2.credits.balance(user.id))
@@ -43,7 +43,7 @@ class CreditsController(Controller):
         responses=documented(400, 401, 429),
         summary="Credit entries, newest first; `balance` is the running balance after each",
     )
-    def transactions(
+    def list_transactions(
         self,
         user: NamedDependency[UserRow],
         sora2: NamedDependency[Sora2],
@@ -51,7 +51,7 @@ class CreditsController(Controller):
         limit: PageSize = 20,
         type: FromQuery[schemas.CreditType | None] = None,
     ) -> schemas.CreditPage:
-        result = sora2.credits.transactions(user.id, type, page, limit)
+        result = sora2.credits.transactions(user.id, type and type.value, page, limit)
         return schemas.CreditPage(
             [presenters.credit(r) for r in result.items], **presenters.page_fields(result)
         )
@@ -64,7 +64,7 @@ class CreditsController(Controller):
         summary="Buy credits: places an order and pays it through the provider",
         description="With the sandbox provider the order is paid and credited at once.",
     )
-    def recharge(
+    def recharge_credits(
         self,
         data: JSONBody[schemas.OrderRequest],
         user: NamedDependency[UserRow],
@@ -72,5 +72,5 @@ class CreditsController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:
         order_id = keyed_id(user.id, "credits/recharge", idempotency_key)
-        outcome = sora2.credits.recharge(user.id, data.credits, data.payment_method, order_id)
+        outcome = sora2.credits.recharge(user.id, data.credits, data.payment_method.value, order_id)
         return presenters.payment(outcome)

@@ -27,7 +27,7 @@ class HealthController(Controller):
     tags = ["Health"]
 
     @get("/health", summary="Liveness: the process answers")
-    async def health(self) -> schemas.Health:
+    async def get_health(self) -> schemas.Health:
         return schemas.Health("ok")
 
     @get(
@@ -44,7 +44,7 @@ class HealthController(Controller):
         summary="Readiness: every configured dependency answers; how far each follower of "
         f"the log got (answers within about {CHECK_TIMEOUT:g} s)",
     )
-    async def ready(self, sora2: NamedDependency[Sora2]) -> Response[Any]:
+    async def get_readiness(self, sora2: NamedDependency[Sora2]) -> Response[Any]:
         checks = await check_dependencies(sora2)
         failed = {name: why for name, why in checks.items() if why != OK}
         if failed:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
 from uuid import UUID
 
 from litestar import Controller, get, post
@@ -32,7 +31,7 @@ class OrdersController(Controller):
         responses=documented(400, 401, 429),
         summary="Place an order for credits (PENDING; amount = credits × CREDIT_PRICE)",
     )
-    def create(
+    def create_order(
         self,
         data: JSONBody[schemas.OrderRequest],
         user: NamedDependency[UserRow],
@@ -41,7 +40,7 @@ class OrdersController(Controller):
     ) -> schemas.Order:
         order_id = keyed_id(user.id, "orders/create", idempotency_key)
         return presenters.order(
-            sora2.orders.create(user.id, data.credits, data.payment_method, order_id)
+            sora2.orders.create(user.id, data.credits, data.payment_method.value, order_id)
         )
 
     @get(
@@ -56,11 +55,9 @@ class OrdersController(Controller):
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
-        status: FromQuery[
-            Literal["PENDING", "PAID", "FAILED", "CANCELLED", "REFUNDED"] | None
-        ] = None,
+        status: FromQuery[schemas.OrderStatus | None] = None,
     ) -> schemas.OrderPage:
-        result = sora2.orders.list(user.id, status, page, limit)
+        result = sora2.orders.list(user.id, status and status.value, page, limit)
         return schemas.OrderPage(
             [presenters.order(r) for r in result.items], **presenters.page_fields(result)
         )
@@ -87,7 +84,7 @@ class OrdersController(Controller):
         summary="Pay the order: the PAID order (sandbox) or the provider's next step",
         description="Credits are added exactly once, however often payment is confirmed.",
     )
-    def pay(
+    def pay_order(
         self,
         order_id: FromPath[UUID],
         user: NamedDependency[UserRow],

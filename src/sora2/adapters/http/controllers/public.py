@@ -94,7 +94,7 @@ class PublicController(Controller):
         media_type="video/mp4",
         summary="Play a shared video (no sign-in; Range supported)",
     )
-    def shared_video(
+    def get_shared_video(
         self, request: Request, token: FromPath[str], sora2: NamedDependency[Sora2]
     ) -> Response:
         row = sora2.videos.shared(token)
@@ -113,7 +113,7 @@ class PublicController(Controller):
         media_type="image/jpeg",
         summary="The thumbnail of a shared video",
     )
-    def shared_thumbnail(
+    def get_shared_thumbnail(
         self, request: Request, token: FromPath[str], sora2: NamedDependency[Sora2]
     ) -> Response:
         row = sora2.videos.shared(token)
@@ -127,7 +127,7 @@ class PublicController(Controller):
         responses=documented(400, 404, 429),
         summary="A user's avatar image",
     )
-    def avatar(
+    def get_avatar(
         self, request: Request, name: FromPath[str], sora2: NamedDependency[Sora2]
     ) -> Response:
         if not AVATAR_NAME.fullmatch(name.lstrip("/")):  # names we never hand out

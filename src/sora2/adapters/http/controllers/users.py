@@ -35,7 +35,7 @@ class UsersController(Controller):
         responses=documented(401, 429),
         summary="The signed-in user's profile",
     )
-    def profile(
+    def get_profile(
         self, user: NamedDependency[UserRow], sora2: NamedDependency[Sora2]
     ) -> schemas.User:
         return presenters.user(sora2.accounts.profile(user.id), sora2.settings.public_url)
@@ -91,7 +91,7 @@ class UsersController(Controller):
         responses=documented(400, 401, 413, 415, 429),
         summary="Upload an avatar (multipart field `file`: PNG, JPEG or WebP, at most 5 MB)",
     )
-    def avatar(
+    def upload_avatar(
         self,
         data: Annotated[AvatarUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
         user: NamedDependency[UserRow],

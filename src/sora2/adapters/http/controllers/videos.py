@@ -4,7 +4,7 @@ download, thumbnail and share."""
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 import anyio
@@ -31,7 +31,6 @@ from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import NotFound
 
-VideoState = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
 LastEventId = Annotated[
     str | None,
     HeaderParameter(
@@ -68,7 +67,7 @@ class VideosController(Controller):
         description="Cost = duration × VIDEO_CREDITS_PER_SECOND. Not enough credits → 402 "
         "and no video. A failed or cancelled video is refunded.",
     )
-    def generate(
+    def create_video(
         self,
         data: JSONBody[schemas.GenerateRequest],
         user: NamedDependency[UserRow],
@@ -78,8 +77,8 @@ class VideosController(Controller):
         row = sora2.videos.request(
             user.id,
             data.prompt,
-            data.duration,
-            data.aspect_ratio,
+            data.duration.value,
+            data.aspect_ratio.value,
             video_id=keyed_id(user.id, "videos/generate", idempotency_key),
         )
         return presenters.video(row, sora2.settings.public_url, sora2.links)
@@ -94,7 +93,7 @@ class VideosController(Controller):
         + " A reconnect that carries `Last-Event-ID`, or the first request's Idempotency-Key, "
         "follows the video the first request made: it never creates or charges another.",
     )
-    async def generate_stream(
+    async def create_video_stream(
         self,
         data: JSONBody[schemas.GenerateRequest],
         user: NamedDependency[UserRow],
@@ -111,7 +110,7 @@ class VideosController(Controller):
             video_id=keyed_id(user.id, "videos/generate-stream", idempotency_key),
         )
         row = await anyio.to_thread.run_sync(
-            request, user.id, data.prompt, data.duration, data.aspect_ratio
+            request, user.id, data.prompt, data.duration.value, data.aspect_ratio.value
         )
         return await follow(sora2, row, None)
 
@@ -159,9 +158,9 @@ class VideosController(Controller):
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
-        status: Annotated[VideoState | None, QueryParameter()] = None,
+        status: Annotated[schemas.VideoState | None, QueryParameter()] = None,
     ) -> schemas.VideoPage:
-        result = sora2.videos.list(user.id, status, page, limit)
+        result = sora2.videos.list(user.id, status and status.value, page, limit)
         base = sora2.settings.public_url
         return schemas.VideoPage(
             [presenters.video(r, base, sora2.links) for r in result.items],
@@ -189,7 +188,7 @@ class VideosController(Controller):
         responses=documented(400, 401, 404, 429),
         summary="Status, progress (0-100) and estimated seconds remaining",
     )
-    def status(
+    def get_video_status(
         self,
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
@@ -219,7 +218,7 @@ class VideosController(Controller):
         responses=documented(400, 401, 402, 404, 429),
         summary="A new video with the same prompt and settings (charged again)",
     )
-    def regenerate(
+    def regenerate_video(
         self,
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
@@ -237,7 +236,7 @@ class VideosController(Controller):
         responses=documented(400, 401, 404, 409, 429),
         summary="Cancel a PENDING or PROCESSING video; its credits are refunded",
     )
-    def cancel(
+    def cancel_video(
         self,
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
@@ -253,7 +252,7 @@ class VideosController(Controller):
         media_type="video/mp4",
         summary="The MP4 (Range requests supported) or a redirect to a short-lived signed URL",
     )
-    def download(
+    def download_video(
         self,
         request: Request,
         video_id: FromPath[UUID],
@@ -271,7 +270,7 @@ class VideosController(Controller):
         media_type="image/jpeg",
         summary="The JPEG thumbnail of a completed video",
     )
-    def thumbnail(
+    def get_video_thumbnail(
         self,
         request: Request,
         video_id: FromPath[UUID],
@@ -289,7 +288,7 @@ class VideosController(Controller):
         responses=documented(400, 401, 404, 409, 429),
         summary="A public link that plays the video without signing in, until revoked",
     )
-    def share(
+    def share_video(
         self,
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
@@ -305,7 +304,7 @@ class VideosController(Controller):
         responses=documented(400, 401, 404, 429),
         summary="Revoke the public link",
     )
-    def revoke_share(
+    def revoke_video_share(
         self,
         video_id: FromPath[UUID],
         user: NamedDependency[UserRow],
