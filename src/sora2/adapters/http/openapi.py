@@ -18,6 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -162,14 +163,16 @@ def finish(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
 
 
 def _name_enum_members(component_schemas: dict[str, Any]) -> None:
-    enums = {
-        name: kind
-        for name, kind in vars(schemas).items()
-        if isinstance(kind, type) and issubclass(kind, enum.Enum)
-    }
+    """Enum members get their Python names; request bodies say they take no other field."""
+    kinds = {name: kind for name, kind in vars(schemas).items() if isinstance(kind, type)}
     for name, schema in component_schemas.items():
-        if "enum" in schema and (kind := enums.get(name)) is not None:
+        kind = kinds.get(name)
+        if kind is None:
+            continue
+        if issubclass(kind, enum.Enum) and "enum" in schema:
             schema["x-enum-varnames"] = [member.name for member in kind]
+        elif issubclass(kind, msgspec.Struct) and kind.__struct_config__.forbid_unknown_fields:
+            schema["additionalProperties"] = False
 
 
 def _streaming_operations(app: Litestar) -> set[tuple[str, str]]:
