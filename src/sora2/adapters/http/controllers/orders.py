@@ -108,7 +108,7 @@ class OrdersController(Controller):
             "`ORDER_EXPIRES_IN` (default 30 minutes)."
         ),
     )
-    def cancel(
+    def cancel_order(
         self,
         order_id: FromPath[UUID],
         user: NamedDependency[UserRow],
