@@ -146,6 +146,7 @@ def bootstrap(
         views = _read_model_view(event_log, store_env)
         board = _job_board(views, store_env)
         idempotency = _idempotency(views, store_env, runner_id)
+        attempts = _attempt_counter(views, store_env)
         relay_lane = _relay_lane(settings, event_log, extras)
     read_models = Lane(ProjectionProcessor(ReadModels(views)), LogReader(event_log))
     runner = ProcessingRunner(event_log, [read_models])
@@ -170,6 +171,7 @@ def bootstrap(
         reset_link_base=f"{settings.frontend_url}/reset-password",
         session_lifetime=settings.jwt_refresh_absolute_lifetime,
         report_link=f"{settings.frontend_url}/forgot-password",
+        attempts=attempts,
     )
     orders = Orders(
         event_log, views, seen, payments, clock, settings.credit_price, settings.order_expires_in
@@ -328,6 +330,14 @@ def _idempotency(views: ReadModelView, env: dict[str, str], runner_id: str) -> A
         owner=runner_id,
         owner_is_gone=runner_is_gone,
     )
+
+
+def _attempt_counter(views: ReadModelView, env: dict[str, str]) -> Any:
+    """Failed sign-ins and reset mails, counted in the event log's database so every API
+    process sees the same counts."""
+    from sora2.adapters.throttle.sql import SqlAttemptCounter
+
+    return SqlAttemptCounter(views.datastore, _schema(env))  # type: ignore[attr-defined]
 
 
 def _job_board(views: ReadModelView, env: dict[str, str]) -> JobBoard:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from uuid import UUID, uuid4
 from sora2.application.answers import user_row
 from sora2.application.event_log import EventLog, retry_on_conflict
 from sora2.application.media import sniff_image
-from sora2.application.ports import BlobStorage, Clock, Mailer, PasswordHasher
+from sora2.application.ports import AttemptCounter, BlobStorage, Clock, Mailer, PasswordHasher
 from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.projections.rows import Access, UserRow
 from sora2.application.projections.view import ReadModelView
@@ -29,6 +30,7 @@ from sora2.domain.errors import (
     NotAuthenticated,
     NotFound,
     TooLarge,
+    TooManyAttempts,
 )
 from sora2.domain.users.claim import Claim
 from sora2.domain.users.rules import check_password, check_username, normalize_email
@@ -38,6 +40,10 @@ from sora2.domain.users.user import User
 log = logging.getLogger("sora2.accounts")
 
 RESET_TOKEN_TTL = timedelta(minutes=30)
+LOGIN_FAILURES_ALLOWED = 10  # per account, from any address, in
+LOGIN_WINDOW = timedelta(minutes=15)
+RESET_MAILS_ALLOWED = 3  # to one recipient, in
+RESET_MAIL_WINDOW = timedelta(hours=1)
 AVATAR_MAX_BYTES = 5 * 1024 * 1024
 SIGNUP_BONUS_REASON = "Signup bonus"
 
@@ -66,6 +72,7 @@ class Accounts:
         reset_link_base: str,
         session_lifetime: timedelta = timedelta(days=30),
         report_link: str = "",
+        attempts: AttemptCounter | None = None,
     ) -> None:
         self.log = log
         self.views = views
@@ -78,6 +85,7 @@ class Accounts:
         self.reset_link_base = reset_link_base
         self.session_lifetime = session_lifetime  # however often its tokens rotate
         self.report_link = report_link  # where a notice's reader says "it was not me"
+        self.attempts = attempts or NoAttempts()
         self._dummy: str | None = None  # made on first use, so CLI start-up stays quick
 
     # --- sign up and sign in -----------------------------------------------------------
@@ -103,11 +111,32 @@ class Accounts:
         return self._grant(*retry_on_conflict(decide))
 
     def login(self, email: str, password: str) -> SessionGrant:
+        """Sign in. Failures are counted per account, whatever address they come from:
+        after LOGIN_FAILURES_ALLOWED in LOGIN_WINDOW the account refuses sign-ins (429)
+        until the window ends, and its owner is told. Unknown emails are counted alike,
+        so a refusal says nothing about which accounts exist."""
+        now = self.clock.now()
+        key = f"login:{normalize_email(email)}"
+        failures, until = self.attempts.count(key, LOGIN_WINDOW, now)
+        if failures >= LOGIN_FAILURES_ALLOWED:
+            raise TooManyAttempts(
+                "too many failed sign-ins for this account; try again later",
+                retry_after=max(1, math.ceil((until - now).total_seconds())),
+            )
         user = self._user_by_email(email)
         stored_hash = user.password_hash if user else self._dummy_hash()
         # verify even for unknown emails, so timing does not reveal which accounts exist
         if not self.hasher.verify(stored_hash, password) or user is None:
+            if self.attempts.add(key, LOGIN_WINDOW, now) == LOGIN_FAILURES_ALLOWED and user:
+                self._tell_owner(
+                    user.email,
+                    "Sign-ins to your Sora2 account are paused",
+                    f"{LOGIN_FAILURES_ALLOWED} sign-ins with a wrong password were tried on "
+                    f"your Sora2 account by {_when(now)}; sign-ins are paused for up to "
+                    f"{int(LOGIN_WINDOW.total_seconds() // 60)} minutes.",
+                )
             raise NotAuthenticated("invalid email or password")
+        self.attempts.clear(key)
         if user.suspended:
             raise Forbidden("this account is suspended; contact support")
         session = Session(
@@ -196,8 +225,12 @@ class Accounts:
             return
         if user is None:
             return
-        secret = secrets.token_urlsafe(32)
         now = self.clock.now()
+        sent = self.attempts.add(f"reset:{user.email.lower()}", RESET_MAIL_WINDOW, now)
+        if sent > RESET_MAILS_ALLOWED:  # no flood of mails to one inbox; the same answer
+            log.info("reset mail not sent: %s already this hour", RESET_MAILS_ALLOWED)
+            return
+        secret = secrets.token_urlsafe(32)
 
         def decide() -> None:
             fresh = self.log.load(User, user.id, "user")
@@ -394,6 +427,19 @@ class Accounts:
         if row is None and (user := self.log.find(User, user_id)) is not None:
             return user_row(user)
         return row
+
+
+class NoAttempts:
+    """Counts nothing (a container built without a counter: unit tests of other rules)."""
+
+    def count(self, key: str, window: timedelta, now: datetime) -> tuple[int, datetime]:
+        return 0, now + window
+
+    def add(self, key: str, window: timedelta, now: datetime) -> int:
+        return 0
+
+    def clear(self, key: str) -> None:
+        return None
 
 
 def _when(moment: datetime) -> str:

@@ -114,6 +114,22 @@ class PasswordHasher(Protocol):
     def verify(self, password_hash: str, password: str) -> bool: ...
 
 
+# --- attempt counters (failed sign-ins, reset mails): shared by every process -----------
+
+
+class AttemptCounter(Protocol):
+    """Attempts per key in fixed windows."""
+
+    def count(self, key: str, window: timedelta, now: datetime) -> tuple[int, datetime]:
+        """Attempts in the key's current window, and when that window ends."""
+
+    def add(self, key: str, window: timedelta, now: datetime) -> int:
+        """Count one attempt; the attempts in the window so far, this one included."""
+
+    def clear(self, key: str) -> None:
+        """Forget the key's attempts."""
+
+
 # --- mail ---------------------------------------------------------------------------------
 
 

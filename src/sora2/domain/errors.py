@@ -46,3 +46,11 @@ class Unavailable(DomainError):
 
 class PromptBlocked(DomainError):
     """The prompt breaks the platform's content policy (a blocked term); nothing is charged."""
+
+
+class TooManyAttempts(DomainError):
+    """Too many tries of something guarded (sign-in to one account); try after a while."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

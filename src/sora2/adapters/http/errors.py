@@ -21,6 +21,7 @@ from sora2.domain.errors import (
     NotFound,
     PromptBlocked,
     TooLarge,
+    TooManyAttempts,
     Unavailable,
     UnsupportedMedia,
 )
@@ -34,6 +35,7 @@ STATUS = {
     NotAuthenticated: 401,
     Forbidden: 403,
     TooLarge: 413,
+    TooManyAttempts: 429,
     UnsupportedMedia: 415,
     Unavailable: 503,
 }
@@ -59,6 +61,8 @@ def error_response(request: Request, exc: Exception) -> Response[ErrorBody]:
     if isinstance(exc, DomainError):
         status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
         message = str(exc)
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after)}
         name = ERROR_NAMES.get(type(exc))
     elif isinstance(exc, HTTPException):
         status, message = exc.status_code, exc.detail
