@@ -169,6 +169,9 @@ async def publish_and_check(sora2: Sora2, names: Names) -> None:
 
     received = await read_stream(names)
     assert_log_order_once(received, expected, names.prefix)
+    # read straight from the stored JSON, the bytes are those of the decoded events
+    decoded = LogReader(sora2.log).read(0, 100_000)
+    assert [r.raw for r in received] == [relay.outgoing(s).payload for s in decoded]
     subjects = {r.subject.removeprefix(f"{names.prefix}.") for r in received}
     assert {
         "user.registered",

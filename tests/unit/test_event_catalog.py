@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 import yaml
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper, UUIDAsHex
 
 from sora2.application.event_catalog import (
     CATALOG,
@@ -26,6 +28,7 @@ from sora2.application.event_catalog import (
     kind_of,
     public_fields,
     public_message,
+    public_message_of_state,
     subjects,
 )
 from sora2.application.event_log import event_id
@@ -182,6 +185,33 @@ def test_payloads_are_json_with_the_envelope(published: list[tuple[Any, Any]]) -
         assert payload["timestamp"].endswith("Z")
         assert datetime.fromisoformat(payload["timestamp"]) == domain_event.timestamp
         assert set(payload["data"]) == {camel_case(n) for n in public_fields(type(domain_event))}
+
+
+def test_payloads_read_straight_from_the_stored_json_are_the_same(
+    published: list[tuple[Any, Any]],
+) -> None:
+    """The relay maps the log's stored JSON without building events: same payload, and
+    anything it does not know (another transcoding, an upcast class) is left to decoding."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+        transcoder.register(transcoding)
+    mapper = Mapper(transcoder=transcoder)
+    for domain_event, payload in published:
+        stored = mapper.to_stored_event(domain_event)
+        state = msgspec.json.decode(stored.state)
+        assert (
+            public_message_of_state(
+                type(domain_event), stored.originator_id, stored.originator_version, state
+            )
+            == payload
+        )
+    domain_event, _ = published[0]
+    stored = mapper.to_stored_event(domain_event)
+    state = msgspec.json.decode(stored.state)
+    unknown = {**state, "timestamp": {"_type_": "some_other", "_data_": "x"}}
+    upcast = {**state, "class_version": 2}
+    for odd in (unknown, upcast):
+        assert public_message_of_state(type(domain_event), stored.originator_id, 1, odd) is None
 
 
 def test_no_secret_leaves_the_service(published: list[tuple[Any, Any]]) -> None:

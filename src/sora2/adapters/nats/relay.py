@@ -34,13 +34,14 @@ from urllib.parse import urlsplit
 
 import msgspec
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
+from eventsourcing.utils import resolve_topic
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from sora2.application.event_catalog import public_message
+from sora2.application.event_catalog import public_message, public_message_of_state
 from sora2.application.event_log import EventLog
 from sora2.application.processing.log_reader import LogReader
 from sora2.application.processing.processor import PositionMoved, Stored
@@ -387,8 +388,33 @@ class NatsRelay:
         return await asyncio.to_thread(lambda: self.position)
 
     def _read_page(self, after: int) -> list[Outgoing]:
-        """The page after `after`, decoded and mapped (runs in a thread: it reads the database)."""
-        return [self.outgoing(s) for s in self.reader.read(after, self.page_size)]
+        """The page after `after`, mapped (runs in a thread: it reads the database)."""
+        return [self.outgoing_record(s) for s in self.reader.read_records(after, self.page_size)]
+
+    def outgoing_record(self, stored: Stored) -> Outgoing:
+        """The message of a stored record: its JSON mapped straight to the public payload,
+        or (any other case) decoded to the event first; the same bytes either way."""
+        record = stored.event
+        mapper = self.log.mapper
+        payload = None
+        if mapper.cipher is None and mapper.compressor is None:
+            event_class = resolve_topic(record.topic)
+            payload = public_message_of_state(
+                event_class,
+                record.originator_id,
+                record.originator_version,
+                msgspec.json.decode(record.state),
+            )
+        if payload is None:
+            return self.outgoing(
+                Stored(stored.position, stored.topic, mapper.to_domain_event(record))
+            )
+        return Outgoing(
+            stored.position,
+            payload["eventId"],
+            f"{self.subject_prefix}.{payload['type']}",
+            _json.encode(payload),
+        )
 
     def outgoing(self, stored: Stored) -> Outgoing:
         kind, payload = public_message(stored.event)

@@ -24,6 +24,7 @@ PUBLISH_TIMEOUT = 60.0
 class RelayProcessor(Processor):
     name = RELAY_NAME
     retry_on_poke = False  # NATS away: back off, whatever the traffic
+    reads_records = True  # maps the stored JSON itself, without building the events
 
     def __init__(self, relay: NatsRelay) -> None:
         self.relay = relay
@@ -45,7 +46,7 @@ class RelayProcessor(Processor):
         return self.relay.position
 
     def process(self, after: int, batch: Sequence[Stored]) -> None:
-        messages = [self.relay.outgoing(stored) for stored in batch]  # in the lane's thread
+        messages = [self.relay.outgoing_record(stored) for stored in batch]  # lane's thread
         self._run(self.relay.publish_stored(after, messages))
 
     def check(self) -> None:

@@ -49,6 +49,12 @@ class LogReader:
             events.append(Stored(notification.id, notification.topic, domain_event))
         return events
 
+    def read_records(self, after: int, limit: int) -> list[Stored]:
+        """Up to `limit` events after position `after` as the log stores them (the record in
+        `Stored.event`), for a processor that reads the stored JSON itself."""
+        notifications = self.log.recorder.select_notifications(start=after + 1, limit=limit)
+        return [Stored(n.id, n.topic, n) for n in notifications]
+
 
 def _brief(error: Exception) -> str:
     """The error's kind and a short message: no stored content reaches the log lines."""

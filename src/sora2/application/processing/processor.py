@@ -33,6 +33,9 @@ class Processor(ABC):
     # away (NATS): then only the lane's back-off retries, so an outage costs no warning per
     # command.
     retry_on_poke: bool = True
+    # Handed the stored records instead of decoded events (`LogReader.read_records`): the
+    # NATS relay maps the stored JSON straight to its messages.
+    reads_records: bool = False
 
     @abstractmethod
     def position(self) -> int:

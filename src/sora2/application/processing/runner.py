@@ -130,7 +130,10 @@ class Lane:
             # One statement reads a consistent set of committed saves, each whole: so a
             # page shorter than the limit ends at a save boundary. (A full page is a
             # backlog being caught up; it ends where the limit cut it.)
-            batch = self.reader.read(after, self.batch_size)
+            if self.processor.reads_records:
+                batch = self.reader.read_records(after, self.batch_size)
+            else:
+                batch = self.reader.read(after, self.batch_size)
         except Undecodable as bad:
             self._stick(Stuck(bad.position, bad.topic, bad.error))
             return 0
