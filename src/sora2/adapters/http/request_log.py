@@ -71,14 +71,15 @@ class RequestLog:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                path = loggable_path(scope)
                 log.info(
                     "%s %s %s",
                     scope.get("method", ""),
-                    loggable_path(scope),
+                    path,
                     status or "-",
                     extra={
                         "method": scope.get("method", ""),
-                        "path": loggable_path(scope),
+                        "path": path,
                         "status": status or None,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     },
