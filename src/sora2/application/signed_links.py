@@ -32,7 +32,9 @@ class SignedLinks:
         """Seconds the link has left; Forbidden if it is unsigned, tampered with or expired."""
         if expires is None or not signature:
             raise Forbidden("this link is not signed")
-        if not hmac.compare_digest(signature, self._signature(path, expires)):
+        # compared as bytes: compare_digest refuses str with non-ASCII characters (a 500)
+        presented = signature.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(presented, self._signature(path, expires).encode()):
             raise Forbidden("this link's signature is not valid")
         left = expires - self._clock.now().timestamp()
         if left <= 0:
