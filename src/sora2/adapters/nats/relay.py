@@ -330,6 +330,11 @@ class NatsRelay:
         return len(batch)
 
     @property
+    def pipelining(self) -> bool:
+        """Connected, and no failure to recover from: batches go out without waiting."""
+        return self._nc is not None and not self._careful and self._failure is None
+
+    @property
     def failed(self) -> bool:
         """Whether a page sent by `publish_stored` failed since: call `resume`, then go on
         from our position."""

@@ -3,22 +3,26 @@
 nats-py is asyncio; the lane is a thread. The relay's connection lives on an event loop of
 its own, in a thread of its own, so the client keeps its pings and reconnects between
 batches. The lane maps a batch to messages itself, hands it to that loop and goes on to read
-the next one as soon as it is sent: the acks come in and the position is tracked meanwhile
-(at most the relay's window of pages on the wire). So the lane's position counts events
+and map the next one while it is sent; the acks come in and the position is tracked
+meanwhile (at most the relay's window of pages on the wire). So the lane's position counts events
 sent; the tracked position, where a restart resumes, only moves past acknowledged ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from sora2.adapters.nats.relay import RELAY_NAME, NatsRelay
 from sora2.application.processing.processor import PositionMoved, Processor, Stored
 
 PUBLISH_TIMEOUT = 60.0
+
+log = logging.getLogger("sora2.nats")
 
 
 class RelayProcessor(Processor):
@@ -34,6 +38,7 @@ class RelayProcessor(Processor):
             target=self._loop.run_forever, name="nats-relay-loop", daemon=True
         )
         self._thread.start()
+        self._handing: Future[int] | None = None  # the batch being put on the wire
 
     async def ping(self, timeout: float) -> None:
         await self.relay.ping(timeout)
@@ -47,10 +52,18 @@ class RelayProcessor(Processor):
 
     def process(self, after: int, batch: Sequence[Stored]) -> None:
         messages = [self.relay.outgoing_record(stored) for stored in batch]  # lane's thread
-        self._run(self.relay.publish_stored(after, messages))
+        self._sent()
+        handing = asyncio.run_coroutine_threadsafe(
+            self.relay.publish_stored(after, messages), self._loop
+        )
+        if self.relay.pipelining:
+            self._handing = handing  # the lane reads the next batch while this one goes out
+        else:  # connecting, or one batch at a time after a failure: its errors are its own
+            handing.result(timeout=PUBLISH_TIMEOUT)
 
     def check(self) -> None:
         """A batch handed over earlier failed: the lane reads again from our position."""
+        self._sent()
         if self.relay.failed:
             self._run(self.relay.resume())
             raise PositionMoved
@@ -58,7 +71,26 @@ class RelayProcessor(Processor):
     def settle(self) -> None:
         """Wait until every batch handed over is acknowledged and tracked (or failed: the
         lane's next step finds out)."""
+        try:
+            self._sent()
+        except PositionMoved:
+            pass
         self._run(self.relay.settled())
+
+    def _sent(self) -> None:
+        """Wait until the batch handed over before is on the wire. If that failed, the lane
+        reads again from our position (the relay goes one batch at a time from then on)."""
+        handing, self._handing = self._handing, None
+        if handing is None:
+            return
+        try:
+            handing.result(timeout=PUBLISH_TIMEOUT)
+        except PositionMoved:
+            raise
+        except Exception as error:
+            handing.cancel()
+            log.warning("NATS relay: handing a batch over failed: %s", error)
+            raise PositionMoved from error
 
     def _run(self, work: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout=PUBLISH_TIMEOUT)
@@ -66,6 +98,10 @@ class RelayProcessor(Processor):
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        try:
+            self._sent()
+        except PositionMoved:
+            pass  # logged; what was acked is tracked, the rest goes out on the next start
         asyncio.run_coroutine_threadsafe(self.relay.close(), self._loop).result(
             timeout=PUBLISH_TIMEOUT
         )
