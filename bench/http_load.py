@@ -118,7 +118,7 @@ def wrk(
         raise RuntimeError(f"{errors.group(1)} requests to {path} failed")
     return Load(
         float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        re.search(r"99%\s+(\S+)", out).group(1),
+        re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE).group(1),
     )
 
 
