@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -29,6 +28,7 @@ from uuid import UUID
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sora2.adapters.payments.http_provider import HttpProvider
 from sora2.adapters.payments.keys import sign_sha256, verify_sha256
 from sora2.application.payment_notices import NoticeRefused, PaidNotice
 from sora2.application.ports import PaymentInstructions
@@ -80,7 +80,7 @@ class AlipayAnswer:
         return self.code == SUCCESS
 
 
-class AlipayPayments:
+class AlipayPayments(HttpProvider):
     """Takes payments through Alipay's precreate QR; see the module docstring."""
 
     def __init__(
@@ -101,18 +101,10 @@ class AlipayPayments:
         self._alipay_key = alipay_public_key
         self.notify_url = notify_url
         self.gateway = gateway
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
-        self._timeout = timeout
+        super().__init__(client, max_retries, retry_backoff, timeout)
 
     def __repr__(self) -> str:  # never the keys
         return f"AlipayPayments(app_id={self.app_id!r}, gateway={self.gateway!r})"
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
 
     # --- PaymentProvider --------------------------------------------------------------
 
@@ -308,9 +300,6 @@ class AlipayPayments:
         except (ValueError, InvalidOperation) as e:  # CREDIT_PRICE does not fit: ours to fix
             log.error("order %s: %s", order_id, e)
             raise Unavailable(MISCONFIGURED_MESSAGE) from None
-
-    def _sleep(self, attempt: int) -> None:
-        time.sleep(self.retry_backoff * (2**attempt))
 
 
 def _beijing(moment: datetime) -> str:

@@ -32,6 +32,7 @@ from uuid import UUID
 
 import httpx
 
+from sora2.adapters.payments.http_provider import HttpProvider
 from sora2.application.ports import PaymentInstructions
 from sora2.domain.errors import InvalidInput, Unavailable
 
@@ -103,7 +104,7 @@ def sign(payload: bytes, secret: str, timestamp: int) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-class StripePayments:
+class StripePayments(HttpProvider):
     """Takes payments through Stripe Checkout; see the module docstring.
 
     `success_url` and `cancel_url` may contain `{ORDER_ID}` (replaced by the order's id)
@@ -134,19 +135,11 @@ class StripePayments:
         self.cancel_url = cancel_url
         self.api_base = api_base.rstrip("/")
         self.currency = currency.lower()
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
         self.tolerance = tolerance
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
-        self._timeout = timeout
+        super().__init__(client, max_retries, retry_backoff, timeout)
 
     def __repr__(self) -> str:  # never the keys
         return f"StripePayments(api_base={self.api_base!r}, currency={self.currency!r})"
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
 
     # --- PaymentProvider --------------------------------------------------------------
 
@@ -300,9 +293,6 @@ class StripePayments:
                 continue
             raise _error_for(path, r)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _sleep(self, attempt: int) -> None:
-        time.sleep(self.retry_backoff * (2**attempt))
 
     # --- webhooks -----------------------------------------------------------------------
 

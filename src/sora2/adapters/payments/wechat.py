@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sora2.adapters.payments.http_provider import HttpProvider
 from sora2.adapters.payments.keys import sign_sha256, verify_sha256
 from sora2.application.payment_notices import NoticeRefused, PaidNotice
 from sora2.application.ports import PaymentInstructions
@@ -82,7 +83,7 @@ def signed_message(*parts: str | bytes) -> bytes:
     return b"".join((p.encode() if isinstance(p, str) else p) + b"\n" for p in parts)
 
 
-class WechatPayments:
+class WechatPayments(HttpProvider):
     """Takes payments through WeChat Pay Native; see the module docstring."""
 
     def __init__(
@@ -114,19 +115,11 @@ class WechatPayments:
         self.platform_key_id = platform_key_id
         self.notify_url = notify_url
         self.api_base = api_base.rstrip("/")
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
         self.tolerance = tolerance
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
-        self._timeout = timeout
+        super().__init__(client, max_retries, retry_backoff, timeout)
 
     def __repr__(self) -> str:  # never the keys
         return f"WechatPayments(mch_id={self.mch_id!r}, api_base={self.api_base!r})"
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
 
     # --- PaymentProvider --------------------------------------------------------------
 
@@ -362,6 +355,3 @@ class WechatPayments:
         except (ValueError, InvalidOperation) as e:  # CREDIT_PRICE does not fit: ours to fix
             log.error("order %s: %s", order_id, e)
             raise Unavailable(MISCONFIGURED_MESSAGE) from None
-
-    def _sleep(self, attempt: int) -> None:
-        time.sleep(self.retry_backoff * (2**attempt))
