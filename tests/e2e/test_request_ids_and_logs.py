@@ -172,3 +172,23 @@ def test_no_token_password_or_share_link_reaches_the_log(server: Sora2Process) -
         if secret:
             assert secret not in text
     assert not re.search(r"eyJ[\w-]{10,}\.[\w-]{10,}", text)  # no JWT of any kind
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_one_access_line_a_request_and_never_the_clients_address(
+    tmp_path_factory: pytest.TempPathFactory, processes: str
+) -> None:
+    """uvicorn's own access line (with the client's address) stays off, one process or
+    several: RequestLog's masked line is the only one."""
+    with cluster(tmp_path_factory.mktemp("access"), LOG_FORMAT="json") as group:
+        server = group.serve(WEB_CONCURRENCY=processes)
+        with client_from(server, "127.0.0.9") as c:
+            ids = [c.get("/health").headers["x-request-id"] for _ in range(4)]
+        for request_id in ids:
+            access_line(server, request_id)
+        entries = lines(server)
+        for request_id in ids:
+            mine = [e for e in entries if e.get("request_id") == request_id]
+            assert [e["logger"] for e in mine] == ["sora2.access"], mine
+        assert not [e for e in entries if e.get("logger") == "uvicorn.access"]
+        assert "127.0.0.9" not in server.log_path.read_text(errors="replace")

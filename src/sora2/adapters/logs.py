@@ -112,10 +112,15 @@ def configure_logging(json: bool, level: str = "info") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         library = logging.getLogger(name)
         library.handlers.clear()  # uvicorn's own config, if it ran, would print twice
         library.propagate = True
+    # uvicorn writes its access line whenever that logger reaches a handler (its own test),
+    # with the client's address: RequestLog's masked line is the only one
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
