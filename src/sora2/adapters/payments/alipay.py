@@ -28,7 +28,7 @@ from uuid import UUID
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sora2.adapters.payments.http_provider import HttpProvider
+from sora2.adapters.payments.http_provider import HttpProvider, credits_label
 from sora2.adapters.payments.keys import sign_sha256, verify_sha256
 from sora2.application.payment_notices import NoticeRefused, PaidNotice
 from sora2.application.ports import PaymentInstructions
@@ -119,7 +119,7 @@ class AlipayPayments(HttpProvider):
         biz: dict[str, Any] = {
             "out_trade_no": out_trade_no(order_id),
             "total_amount": self._yuan(order_id, amount),
-            "subject": f"{credits} Sora2 credit{'' if credits == 1 else 's'}",
+            "subject": credits_label(credits),
         }
         if expires_at is not None:  # Alipay closes the trade then (to the second)
             expires_at = expires_at.replace(microsecond=0)

@@ -24,3 +24,8 @@ class HttpProvider:
 
     def _sleep(self, attempt: int) -> None:
         time.sleep(self.retry_backoff * (2**attempt))
+
+
+def credits_label(credits: int) -> str:
+    """What the buyer sees on the provider's page for an order of `credits`."""
+    return f"{credits} Sora2 credit{'' if credits == 1 else 's'}"

@@ -32,7 +32,7 @@ from uuid import UUID
 
 import httpx
 
-from sora2.adapters.payments.http_provider import HttpProvider
+from sora2.adapters.payments.http_provider import HttpProvider, credits_label
 from sora2.application.ports import PaymentInstructions
 from sora2.domain.errors import InvalidInput, Unavailable
 
@@ -170,7 +170,7 @@ class StripePayments(HttpProvider):
     def _session_params(self, order_id: UUID, unit_amount: int, credits: int) -> dict[str, str]:
         """The create parameters, form-encoded the way Stripe nests them (`a[b][c]`)."""
         order = str(order_id)
-        name = f"{credits} Sora2 credit{'' if credits == 1 else 's'}"
+        name = credits_label(credits)
         return {
             "mode": "payment",
             "client_reference_id": order,

@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sora2.adapters.payments.http_provider import HttpProvider
+from sora2.adapters.payments.http_provider import HttpProvider, credits_label
 from sora2.adapters.payments.keys import sign_sha256, verify_sha256
 from sora2.application.payment_notices import NoticeRefused, PaidNotice
 from sora2.application.ports import PaymentInstructions
@@ -134,7 +134,7 @@ class WechatPayments(HttpProvider):
         order: dict[str, Any] = {
             "appid": self.app_id,
             "mchid": self.mch_id,
-            "description": f"{credits} Sora2 credit{'' if credits == 1 else 's'}",
+            "description": credits_label(credits),
             "out_trade_no": out_trade_no(order_id),
             "notify_url": self.notify_url,
             "amount": {"total": self._fen(order_id, amount), "currency": "CNY"},
