@@ -104,10 +104,9 @@ class Sora2:
         new ones as they are requested, and whatever a previous run left unfinished."""
         if render is None:
             render = self.settings.video_jobs == "inline"
-        dispatch = JobDispatch(
-            LogReader(self.log).head(), self.jobs.submit if render else None, self.jobs.cancel
-        )
-        self.runner.add(Lane(dispatch, LogReader(self.log), poll=0.05))
+        if render:  # a process that renders nothing has no job to hand over or to stop
+            dispatch = JobDispatch(LogReader(self.log).head(), self.jobs.submit, self.jobs.cancel)
+            self.runner.add(Lane(dispatch, LogReader(self.log), poll=0.05))
         self.runner.start()
         self.expiry.start()
         if render:

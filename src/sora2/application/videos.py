@@ -83,10 +83,11 @@ class Videos:
         `video_id` (a keyed command's, see `command_ids`): if that video exists already,
         the command ran before and its video is the answer; nothing is created or charged."""
         self.policy.check(prompt)
+        keyed = video_id is not None  # a fresh id names no earlier video: nothing to look up
         video_id = video_id or uuid4()
 
         def decide() -> tuple[int | None, Video]:
-            if (earlier := self.log.find(Video, video_id)) is not None:
+            if keyed and (earlier := self.log.find(Video, video_id)) is not None:
                 if earlier.user_id != user_id:
                     raise Conflict("this Idempotency-Key names another request")
                 return None, earlier

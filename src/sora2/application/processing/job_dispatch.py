@@ -2,8 +2,9 @@
 
 Every process that renders follows the log with this processor, so a video requested or
 cancelled through any API process reaches every runner; the claim in the job table decides
-which one renders. Its position lives in memory and starts at the head: what was requested
-before the process started is found by the job sweeper.
+which one renders (a process that renders nothing, VIDEO_JOBS=off, has no such lane). Its
+position lives in memory and starts at the head: what was requested before the process
+started is found by the job sweeper.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ class JobDispatch(Processor):
     def __init__(
         self,
         start_at: int,
-        submit: Callable[[UUID], None] | None,
+        submit: Callable[[UUID], None],
         cancel: Callable[[UUID], None],
     ) -> None:
         self._position = start_at
-        self.submit = submit  # None: this process takes no new jobs (VIDEO_JOBS=off)
+        self.submit = submit
         self.cancel = cancel
 
     def position(self) -> int:
@@ -36,7 +37,7 @@ class JobDispatch(Processor):
     def process(self, after: int, batch: Sequence[Stored]) -> None:
         for stored in batch:
             kind = type(stored.event)
-            if kind is Video.Requested and self.submit is not None:
+            if kind is Video.Requested:
                 self.submit(stored.event.originator_id)
             elif kind in (Video.Cancelled, Video.Deleted, Video.Failed):
                 self.cancel(stored.event.originator_id)

@@ -225,7 +225,9 @@ class Lane:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 1.0
-            if count == 0:
+            if count < self.batch_size:
+                # a short page ended at the head as it was read: nothing to read again until
+                # a command pokes (a poke during the step already woke us) or the next poll
                 self._wake.wait(self.poll)
 
 
