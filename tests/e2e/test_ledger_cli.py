@@ -143,7 +143,7 @@ def ledger(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     environment = {k: v for k, v in os.environ.items() if k not in FOREIGN_SETTINGS}
     environment.update(base_env(folder, **env))
     return subprocess.run(
-        [sys.executable, "-m", "sora2.adapters.cli_ledger", "ledger", *args],
+        [sys.executable, "-m", "sora2", "ledger", *args],
         cwd=folder,  # no stray .env
         env=environment,
         capture_output=True,

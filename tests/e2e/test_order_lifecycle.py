@@ -58,7 +58,7 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> 
 def ledger(api: Api, folder: Path, *args: str) -> str:
     """`sora2 ledger <args>` in its own process over the server's store; its output."""
     result = subprocess.run(
-        [sys.executable, "-m", "sora2.adapters.cli_ledger", "ledger", *args],
+        [sys.executable, "-m", "sora2", "ledger", *args],
         cwd=folder,
         env=cli_env(api.sora2.settings, folder),
         capture_output=True,

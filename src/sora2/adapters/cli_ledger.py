@@ -2,7 +2,7 @@
 
 Everything shown here comes from `LedgerAudit`'s own fold of the events, not from the
 read models the API serves, so an auditor can check the API's numbers against it.
-`python -m sora2.adapters.cli_ledger ledger …` runs the same commands without `sora2`.
+`python -m sora2 ledger …` runs the same commands where `sora2` is not on PATH.
 """
 
 from __future__ import annotations
@@ -396,30 +396,3 @@ def _export(audit: LedgerAudit, fmt: str, user_id: UUID | None, output: Path | N
 def _label(sora2: Sora2, user_id: UUID) -> str:
     user = sora2.log.find(User, user_id)
     return f"{user.email} (user {user_id})" if user else f"user {user_id}"
-
-
-# --- standalone entry point ----------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m sora2.adapters.cli_ledger ledger …`, configured from the environment."""
-    from sora2.bootstrap import bootstrap
-    from sora2.config import ConfigError, Settings
-
-    parser = argparse.ArgumentParser(prog="sora2", description="Sora2 credit-ledger audit")
-    add_ledger_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"sora2: configuration error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    sora2 = bootstrap(settings)
-    try:
-        return run_ledger_command(args, sora2)
-    finally:
-        sora2.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
