@@ -196,28 +196,26 @@ def public_message_of_state(
     transcodings of UUIDs, times and decimals), without building the event: what the relay
     does thousands of times a second. None when the state holds anything else (another
     transcoding, an upcast class, a missing field): then decode the event."""
-    if (
-        not dataclasses.is_dataclass(event_class)
-        or getattr(event_class, "class_version", 1) != 1
-        or "class_version" in state
-    ):
+    plan = _state_plan(event_class)
+    if plan is None or "class_version" in state:
         return None
-    kind, names = _plan(event_class)
+    kind, names = plan
     data = {}
-    for name, public in names:
-        if name not in state:
-            return None
-        value = state[name]
-        if type(value) not in _JSON_SCALARS and (value := _of_stored(value)) is _UNKNOWN:
-            return None
-        data[public] = value
+    try:
+        for name, public in names:
+            value = state[name]
+            if type(value) not in _JSON_SCALARS and (value := _of_stored(value)) is _UNKNOWN:
+                return None
+            data[public] = value
+    except KeyError:  # a field the stored JSON lacks
+        return None
     timestamp = _of_stored(state.get("timestamp"))
-    if not isinstance(timestamp, str):
+    if type(timestamp) is not str:
         return None
     return {
         "eventId": _event_id_of(originator_id, version),
         "type": kind.type,
-        "aggregateId": _hyphenated(originator_id.hex),
+        "aggregateId": str(originator_id),
         "version": version,
         "timestamp": timestamp,
         "data": data,
@@ -235,6 +233,17 @@ def _hyphenated(hex32: str) -> str:
 
 def _of_stored(value: Any) -> Any:
     """What `plain` makes of the value eventsourcing's JSON transcoder stored as `value`."""
+    if type(value) is dict and len(value) == 2:  # the usual: {"_type_": ..., "_data_": ...}
+        kind, data = value.get("_type_"), value.get("_data_")
+        if type(data) is str:
+            if kind == "uuid_hex" and len(data) == 32:
+                return _hyphenated(data)
+            if kind == "datetime_iso" and data.endswith("+00:00"):
+                return data[:-6] + "Z"
+    return _of_stored_otherwise(value)
+
+
+def _of_stored_otherwise(value: Any) -> Any:
     if type(value) in _JSON_SCALARS:
         return value
     if isinstance(value, list):
@@ -267,6 +276,15 @@ def _plan(event_class: type) -> tuple[EventKind, tuple[tuple[str, str], ...]]:
     return kind_of(event_class), _published(f.name for f in dataclasses.fields(event_class))
 
 
+@functools.cache
+def _state_plan(event_class: type) -> tuple[EventKind, tuple[tuple[str, str], ...]] | None:
+    """`_plan` for a class whose stored JSON maps straight to its payload; None for one that
+    is decoded first (not a dataclass, or upcast: its stored state may be older)."""
+    if not dataclasses.is_dataclass(event_class) or getattr(event_class, "class_version", 1) != 1:
+        return None
+    return _plan(event_class)
+
+
 def _ad_hoc(domain_event: Any) -> tuple[EventKind, tuple[tuple[str, str], ...]]:
     """Not an eventsourcing event class: publish what it holds."""
     return kind_of(type(domain_event)), _published(vars(domain_event))
@@ -286,11 +304,12 @@ def event_id_text(domain_event: Any) -> str:
 
 
 def _event_id_of(originator_id: UUID, version: int) -> str:
-    name = str(version).encode()
-    digest = bytearray(hashlib.sha1(originator_id.bytes + name).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return _hyphenated(digest.hex())
+    h = hashlib.sha1(originator_id.bytes + str(version).encode()).hexdigest()
+    # version 5 in digit 12, the RFC 4122 variant in digit 16
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def iso_utc(moment: datetime) -> str:
