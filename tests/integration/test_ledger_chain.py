@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from sora2.application.audit import LedgerAudit
+from sora2.application.processing.log_reader import LogReader
 from sora2.bootstrap import Sora2, audit_store, bootstrap
 from tests.conftest import FastHasher
 from tests.support.backends import POSTGRES_URL, postgres_settings, sqlite_settings
@@ -109,3 +110,26 @@ def test_a_log_without_links_is_reported_then_linked_by_the_backlog(apps: list[S
     apps[1].accounts.register("late@example.com", "late", "password123")  # links go on
     apps[0].read_models.catch_up()
     assert LedgerAudit(audit_store(apps[0])).verify().ok
+
+
+def test_records_read_for_the_relay_are_the_stored_notifications(apps: list[Sora2]) -> None:
+    """The recorder's plain-row read (PostgreSQL) gives what `select_notifications` does,
+    page by page; SQLite's recorder has none and the library's read serves."""
+    write_concurrently(apps)
+    log = apps[0].log
+    reader = LogReader(log)
+    notifications = log.recorder.select_notifications(start=1, limit=10_000)
+    read, after = [], 0
+    while page := reader.read_records(after, 7):
+        assert [s.position for s in page] == [s.event.id for s in page]
+        assert all(s.topic == s.event.topic for s in page)
+        read.extend(page)
+        after = page[-1].position
+    assert [
+        (s.event.id, s.event.originator_id, s.event.originator_version, s.event.topic) for s in read
+    ] == [(n.id, n.originator_id, n.originator_version, n.topic) for n in notifications]
+    assert [bytes(s.event.state) for s in read] == [n.state for n in notifications]
+    assert all(type(s.event.state) is bytes for s in read)
+    decoded = [log.mapper.to_domain_event(s.event) for s in read[:20]]  # the relay's fallback
+    assert decoded == [log.mapper.to_domain_event(n) for n in notifications[:20]]
+    assert reader.read_records(after, 7) == []

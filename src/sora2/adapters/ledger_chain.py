@@ -20,12 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import retry
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from sora2.application.ledger_chain import GENESIS, ChainLink, link_hash
+from sora2.application.processing.processor import Record, Stored
 
 CHAIN_TABLE = "ledger_chain"
 CHAIN_FUNCTION = "sora2_chain_v1"  # a new body gets a new name: processes of either release agree
@@ -134,6 +137,19 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
             "SELECT notification_id, previous_id, hash FROM {schema}.{chain} "
             "ORDER BY notification_id DESC LIMIT 1"
         ).format(**names)
+        self._records = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(**names)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_records(self, after: int, limit: int) -> list[Stored]:
+        """`select_notifications(start=after + 1, limit=limit)` as `Stored` records, read as
+        plain rows (no dict per row, no dataclass per record): the relay reads thousands of
+        events a second, and this is a third of the cost."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._records, (after, limit), prepare=True)
+            return [Stored(r.id, r.topic, r) for r in map(Record._make, curs.fetchall())]
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -51,7 +51,11 @@ class LogReader:
 
     def read_records(self, after: int, limit: int) -> list[Stored]:
         """Up to `limit` events after position `after` as the log stores them (the record in
-        `Stored.event`), for a processor that reads the stored JSON itself."""
+        `Stored.event`: a `Notification`, or a `Record` where the recorder reads those
+        cheaper), for a processor that reads the stored JSON itself."""
+        select_records = getattr(self.log.recorder, "select_records", None)
+        if select_records is not None:
+            return select_records(after, limit)
         notifications = self.log.recorder.select_notifications(start=after + 1, limit=limit)
         return [Stored(n.id, n.topic, n) for n in notifications]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+from uuid import UUID
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,17 @@ class Stored:
     position: int
     topic: str
     event: Any
+
+
+class Record(NamedTuple):
+    """A stored event as a recorder may hand it to a processor that reads records: what
+    eventsourcing's `Notification` holds (the mapper decodes either), cheaper to build."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 class PositionMoved(Exception):
