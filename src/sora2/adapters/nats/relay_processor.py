@@ -62,8 +62,12 @@ class RelayProcessor(Processor):
             handing.result(timeout=PUBLISH_TIMEOUT)
 
     def check(self) -> None:
-        """A batch handed over earlier failed: the lane reads again from our position."""
-        self._sent()
+        """A batch handed over earlier failed: the lane reads again from our position.
+
+        A handover still under way is not waited for: the lane reads the next page while it
+        goes out, and `process` finds out before handing that page over."""
+        if self._handing is not None and self._handing.done():
+            self._sent()
         if self.relay.failed:
             self._run(self.relay.resume())
             raise PositionMoved
