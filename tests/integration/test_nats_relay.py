@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -411,6 +412,49 @@ class Recording:
 
     def max_tracking_id(self, name: str) -> int | None:
         return self.real.max_tracking_id(name)
+
+
+class HeldFirst(Recording):
+    """A tracking recorder whose first write waits until it is let go."""
+
+    def __init__(self, real: Any) -> None:
+        super().__init__(real)
+        self.writing, self.let_go = threading.Event(), threading.Event()
+
+    def insert_tracking(self, tracking: Any) -> None:
+        if not self.writing.is_set():
+            self.writing.set()
+            assert self.let_go.wait(10)
+        super().insert_tracking(tracking)
+
+
+def test_the_next_page_goes_out_while_the_position_is_written(sora2: Sora2, names: Names) -> None:
+    """An acknowledged page leaves the window at once: writing its position (a commit) does
+    not hold the next page back, and the position never passes an unacknowledged event."""
+    buy_and_render(sora2, "nora")
+    expected = stored(sora2)
+    tracking = HeldFirst(sora2.log.factory.tracking_recorder())
+
+    async def scenario() -> None:
+        relay = make_relay(sora2, names, tracking_recorder=tracking, page_size=3, window=1)
+        await relay.start()
+        try:
+            catching_up = asyncio.ensure_future(relay.catch_up())
+            assert await asyncio.to_thread(tracking.writing.wait, 10)
+            deadline = time.monotonic() + 5
+            while await stream_messages(names) <= 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert await stream_messages(names) > 3  # the second page went out meanwhile
+            tracking.let_go.set()
+            assert await catching_up == len(expected)
+            assert relay.position == len(expected)
+        finally:
+            tracking.let_go.set()
+            await relay.close()
+
+    asyncio.run(scenario())
+    assert tracking.tracked[0] == 3 and tracking.tracked == sorted(tracking.tracked)
+    assert_log_order_once(asyncio.run(read_stream(names)), expected, names.prefix)
 
 
 def test_a_refusal_inside_the_window_tracks_nothing_past_it_and_later_pages_wait(

@@ -540,6 +540,9 @@ class NatsRelay:
                 )
                 self._forget_the_wire()  # what follows a refusal is refused too (the chain)
             if position is not None:
+                if self._failure is None:
+                    async with room:  # the next page goes out while the position is written
+                        room.notify_all()
                 try:
                     await asyncio.to_thread(self._track, position)
                 except Exception as error:  # the database is away: tracked on the next call
