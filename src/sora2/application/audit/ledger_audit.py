@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import json
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import TextIO
 from uuid import UUID
 
 from sora2.application.audit.chain_check import ChainCheck, Checkpoint
+from sora2.application.audit.export import jsonl_lines
 from sora2.application.audit.fold import KINDS, Entry, Fold
 from sora2.application.audit.read_models import compare_read_models
 from sora2.application.audit.report import KINDS as PROBLEM_KINDS
@@ -114,8 +114,7 @@ class LedgerAudit:
             raise ValueError(f"unknown export format {fmt!r}: use jsonl or csv")
         entries = self.history(user_id) if user_id else self._folded().entries
         if fmt == "jsonl":
-            dumps = json.dumps
-            out.writelines(dumps(entry.as_record()) + "\n" for entry in entries)
+            out.writelines(jsonl_lines(entries))
         else:
             writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
             writer.writeheader()
@@ -149,13 +148,17 @@ class LedgerAudit:
 @contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
     """The fold allocates hundreds of thousands of small objects and frees none: the cyclic
-    collector would walk them again and again (a third of the time), finding nothing."""
+    collector would walk them again and again (a third of the time), finding nothing.
+    After it, what survived goes straight to the oldest generation (freeze, then unfreeze:
+    two list splices), not through the young ones' collections, one walk of it each."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
