@@ -48,6 +48,8 @@ class _Reading:
                 c.execute(self._sql(statement), params)
                 while rows := c.fetchmany(batch):
                     yield rows
+                    if len(rows) < batch:  # the last batch: no FETCH more to find the end
+                        break
             return
         c = self.connection.execute(self._sql(statement), params)
         try:

@@ -12,12 +12,17 @@ Walked beside the fold, event by event, with the links merged in by position:
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sora2.application.audit.report import Problem
 from sora2.application.audit.store import RawLink
 from sora2.application.ledger_chain import GENESIS, ChainLink, link_hash
+
+_pack = struct.Struct(">qq").pack  # as `link_hash` packs position and version
+_sha256 = hashlib.sha256
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,10 @@ class Checkpoint:
 
 class ChainCheck:
     def __init__(self, links: Iterator[list[RawLink]], against: Checkpoint | None) -> None:
-        self._links = (link for batch in links for link in batch)
-        self._next: RawLink | None = next(self._links, None)
+        self._batches = iter(links)
+        self._ahead: list[RawLink] = []  # links read, not yet walked past: from `_at` on
+        self._at = 0
+        self._fill(1)
         self.against = against
         self._up_to = against.position if against else -1
         self.problems: list[Problem] = []
@@ -39,11 +46,25 @@ class ChainCheck:
         self.running = GENESIS  # recomputed from the events alone, for the checkpoint
         self.last_within = 0  # the last event at or before the checkpoint's position
         self._unlinked: list[int] = []  # a run of events without links, reported as one
+        self._topics: dict[str, bytes] = {}  # topic -> its bytes as a link hashes them
+
+    def _fill(self, need: int) -> None:
+        """At least `need` links ahead (or all that are left), so a batch of events walks
+        its links by index."""
+        ahead = self._ahead[self._at :]
+        while len(ahead) < need and (more := next(self._batches, None)) is not None:
+            ahead += more
+        self._ahead, self._at = ahead, 0
+
+    @property
+    def _next(self) -> RawLink | None:
+        return self._ahead[self._at] if self._at < len(self._ahead) else None
 
     def _take(self) -> RawLink:
-        link = self._next
-        assert link is not None
-        self._next = next(self._links, None)
+        link = self._ahead[self._at]
+        self._at += 1
+        if self._at == len(self._ahead):
+            self._fill(1)
         self._head = link
         return link
 
@@ -54,28 +75,41 @@ class ChainCheck:
 
     def check(self, batch: list[tuple[int, bytes, int, str, bytes]]) -> None:
         """Check stored events in log order: the common case (the next link is the event's
-        and hashes from the one before) inline, anything else through `event`."""
+        and hashes from the one before) inline, `link_hash` written out with each topic's
+        bytes made once; anything else through `event`."""
         if self._up_to >= 0:  # a checkpoint to recompute towards: every event, one by one
             for stored in batch:
                 self.event(*stored)
             return
-        take, last = self._take, self._last_link
+        self._fill(len(batch))
+        ahead, at, last, topics = self._ahead, self._at, self._last_link, self._topics
+        walked = False  # a link taken inline since `ahead` was last read
         for position, originator, version, topic, state in batch:
-            link = self._next
-            if (
-                link is not None
-                and link[0] == position
-                and link[1] == last[0]
-                and not self._unlinked
-                and link_hash(last[2], position, originator, version, topic, state) == link[2]
-            ):
-                take()
-                last = link
-                self.last_position = position
-                continue
+            if at < len(ahead) and not self._unlinked:
+                link = ahead[at]
+                if link[0] == position and link[1] == last[0]:
+                    if (topic_bytes := topics.get(topic)) is None:
+                        topic_bytes = topics[topic] = topic.encode() + b"\x00"
+                    parts = (last[2], _pack(position, version), originator, topic_bytes, state)
+                    if _sha256(b"".join(parts)).digest() == link[2]:
+                        at += 1
+                        last = link
+                        walked = True
+                        self.last_position = position
+                        continue
+            self._at = at
+            if walked:
+                self._head = last
+            if at == len(ahead):
+                self._fill(1)
             self._last_link = last
             self.event(position, originator, version, topic, state)
-            last = self._last_link
+            ahead, at, last, walked = self._ahead, self._at, self._last_link, False
+        self._at = at
+        if walked:
+            self._head = last
+        if at == len(ahead):
+            self._fill(1)
         self._last_link = last
 
     def event(
