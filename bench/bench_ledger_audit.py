@@ -4,12 +4,15 @@ Baseline: a server-side cursor over the events table (PostgreSQL named cursor in
 SQLite iterated) decoding every event's JSON with msgspec, nothing else: the least any
 audit must do. `verify` adds the fold, the chain's SHA-256, the rules and one scan of each
 read-model table; `export` the fold and writing every entry as JSON lines. Goal (issue 13):
-each at least 0.5x the baseline's events/s. Medians of 3, alternated; SQLite, then
-PostgreSQL. `BENCH_LEDGER_USERS` sets the log's size (about 17 events per user).
+each at least 0.5x the baseline's events/s. Medians of 3, alternated, a full collection
+before each run (untimed): a fold's survivors otherwise make the cyclic collector walk the
+heap during the next run, the scan's as often as not, which flattered the ratios. SQLite,
+then PostgreSQL. `BENCH_LEDGER_USERS` sets the log's size (about 17 events per user).
 """
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import statistics
@@ -69,6 +72,7 @@ def measure(label: str, settings) -> None:  # noqa: ANN001
         rates: dict[str, list[float]] = {"scan": [], "verify": [], "export": []}
         for _ in range(ROUNDS):
             for name, run in (("scan", raw_scan), ("verify", verify), ("export", export)):
+                gc.collect()  # each run starts clean: none pays for the garbage of the last
                 events, seconds = run(store)
                 rates[name].append(events / seconds)
         scan = statistics.median(rates["scan"])

@@ -72,7 +72,7 @@ def show_id(key: bytes | None) -> str:
 class Entry(msgspec.Struct, gc=False):
     """One credit entry as the fold sees it; `balance` is the fold's running balance,
     `recorded_balance` what the event itself carries. A Struct: made in C, once per entry,
-    and never tracked by the cyclic collector (it holds no containers)."""
+    and never tracked by the cyclic collector (nothing it holds can lead back to it)."""
 
     position: int
     ledger: bytes
