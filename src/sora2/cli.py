@@ -210,12 +210,7 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
     # other code as a crash.
     signal.signal(signal.SIGTERM, _stop_asked)
     if workers > 1:  # each process builds its own container from the environment
-        uvicorn.run(
-            "sora2.adapters.http.processes:app_of_this_process",
-            factory=True,
-            workers=workers,
-            **options,
-        )
+        serve_processes(workers, options)
         return 0
     from sora2.adapters.http.app import create_app
     from sora2.bootstrap import bootstrap
@@ -227,6 +222,24 @@ def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int
     finally:
         sora2.close()
     return 0
+
+
+def serve_processes(workers: int, options: dict[str, Any]) -> None:
+    """uvicorn's supervisor (restarts a worker that dies, passes signals on), each worker
+    on its own socket of the port (`reuse_port.py`)."""
+    from uvicorn.supervisors import Multiprocess
+
+    from sora2.adapters.http.reuse_port import reuse_port_socket
+
+    config = uvicorn.Config(
+        "sora2.adapters.http.processes:app_of_this_process",
+        factory=True,
+        workers=workers,
+        **options,
+    )
+    sock = reuse_port_socket(config.host, config.port)
+    log.info("serving on http://%s:%d with %d processes", config.host, config.port, workers)
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def _stop_asked(signum: int, frame: Any) -> NoReturn:

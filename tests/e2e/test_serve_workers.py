@@ -1,13 +1,17 @@
 """`sora2 serve` as operators run it: one HTTP process per core by default (or
 `--workers N`) on one port, and a client whose requests land on any of them still reads its
-own writes every time, on PostgreSQL and on the embedded SQLite file."""
+own writes every time, on PostgreSQL and on the embedded SQLite file; a burst of connections
+is spread over the processes, and a revoked session is refused by every one of them."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -106,3 +110,141 @@ def test_several_processes_serve_and_every_request_reads_its_writes(
                 ["psql", POSTGRES_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
                 capture_output=True,
             )
+
+
+@contextmanager
+def two_processes(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`sora2 serve --workers 2` on PostgreSQL: its address and its process, once its two
+    worker processes are up."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    schema = f"t_workers_{os.getpid()}_{port}"
+    env = {**os.environ, **base_env(tmp_path, PUBLIC_URL=base), "VIDEO_JOBS": "off"}
+    env.pop("WEB_CONCURRENCY", None)
+    env.update(DATABASE_URL=POSTGRES_URL, POSTGRES_SCHEMA=schema)
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    command = [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while len(http_processes(server.pid)) < 2 or not _answers(base):
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        yield base, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        subprocess.run(
+            ["psql", POSTGRES_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+            capture_output=True,
+        )
+
+
+def http_processes(pid: int) -> list[int]:
+    """uvicorn's worker processes under `pid` (not multiprocessing's resource tracker)."""
+    return [
+        child
+        for child in children(pid)
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/ready", trust_env=False).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _sockets(pid: int, port: int, state: str, peers: set[int] | None = None) -> int:
+    """How many TCP sockets on `port` in `state` (01 established, 0A listening) the process
+    `pid` holds (with a peer on one of the ports `peers`, if given), from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            peer_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == state and fields[9] in inodes:
+                count += peers is None or peer_port in peers
+    return count
+
+
+@pytest.mark.postgres
+def test_a_burst_of_keep_alive_connections_is_spread_over_the_processes(tmp_path: Path) -> None:
+    """A proxy's pool (or a load test) opens its connections at once: each process gets its
+    share instead of the first one to wake taking all."""
+    with two_processes(tmp_path) as (base, server):
+        port = int(base.rsplit(":", 1)[1])
+        workers = http_processes(server.pid)
+        deadline = time.monotonic() + 90
+        while not all(_sockets(pid, port, "0A") for pid in workers):  # both listen
+            assert time.monotonic() < deadline, "a worker did not start listening"
+            time.sleep(0.1)
+        burst = [socket.create_connection(("127.0.0.1", port)) for _ in range(24)]
+        try:
+            for sock in burst:  # every connection is made before any request is sent
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: sora2\r\n\r\n")
+            for sock in burst:
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            ours = {sock.getsockname()[1] for sock in burst}
+            held = {pid: _sockets(pid, port, "01", ours) for pid in workers}
+            assert sum(held.values()) == len(burst), held
+            assert all(count > 0 for count in held.values()), held
+        finally:
+            for sock in burst:
+                sock.close()
+
+
+@pytest.mark.postgres
+def test_a_session_revoked_through_one_process_is_refused_by_every_process(
+    tmp_path: Path,
+) -> None:
+    """A password change ends the other sessions: the old token is refused at once whichever
+    process a request reaches, and a profile change is read back through any of them."""
+    with two_processes(tmp_path) as (base, _):
+
+        def fresh() -> httpx.Client:  # a new connection each time: either process answers
+            return httpx.Client(base_url=base, trust_env=False, timeout=30)
+
+        with fresh() as c:
+            r = c.post(
+                "/api/auth/register",
+                json={"email": "r@example.com", "password": "password123", "username": "rita"},
+            )
+            assert r.status_code == 201, r.text
+        old = {"Authorization": f"Bearer {r.json()['accessToken']}"}
+        for round_ in range(4):
+            with fresh() as c:
+                r = c.put("/api/users/profile", json={"username": f"rita{round_}"}, headers=old)
+                assert r.status_code == 200, r.text
+            for _ in range(3):
+                with fresh() as c:
+                    r = c.get("/api/users/profile", headers=old)
+                    assert r.json()["username"] == f"rita{round_}", r.text
+        with fresh() as c:
+            r = c.put(
+                "/api/users/password",
+                json={"currentPassword": "password123", "newPassword": "password456"},
+                headers=old,
+            )
+            assert r.status_code == 200, r.text
+        new = {"Authorization": f"Bearer {r.json()['accessToken']}"}
+        for _ in range(12):
+            with fresh() as c:
+                assert c.get("/api/credits/balance", headers=old).status_code == 401
+            with fresh() as c:
+                assert c.get("/api/credits/balance", headers=new).status_code == 200

@@ -210,9 +210,9 @@ class Accounts:
         if not self.seen.follows_head:
             self.seen.wait_revocations(user_id)
             return self.views.access(user_id, session_id)
-        access, head, position = self.views.access_at_head(user_id, session_id)
-        if self.seen.covered(head, position):  # the usual case: one statement in all
-            return access
+        found = self.views.access_at_head(user_id, session_id)
+        if self.seen.covered(found.head, found.position, found.moved):  # one statement
+            return found.access
         return self.views.access(user_id, session_id)  # read again once they hold the head
 
     # --- passwords -----------------------------------------------------------------------

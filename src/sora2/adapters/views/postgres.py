@@ -2,7 +2,9 @@
 
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.utils import retry
 
 from sora2.adapters.views.sql import SqlReadModels, encode_params, pyformat
 
@@ -19,9 +21,20 @@ class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
     def log_head_expression(self, events_table: str) -> str:
         return f'(SELECT MAX(notification_id) FROM "{self.datastore.schema}"."{events_table}")'
 
+    def log_moved_expression(self, events_table: str) -> str:
+        return (
+            f'EXISTS (SELECT 1 FROM "{self.datastore.schema}"."{events_table}" e '
+            "WHERE e.originator_id IN (CAST(:u AS uuid), CAST(:s AS uuid)) "
+            "AND e.notification_id > f.position)"
+        )
+
     def _params(self, statement: str) -> str:
         return pyformat(statement)
 
+    # A pooled connection the server ended a moment ago can look alive until its goodbye
+    # arrives (`event_store.check_without_round_trip`): a read is simply asked again on
+    # another, as the library's own reads are.
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.01)
     def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
         """One autocommitted statement: one round trip, not BEGIN, SELECT and ROLLBACK."""
         with self.datastore.get_connection() as conn, conn.cursor() as c:

@@ -22,6 +22,7 @@ from eventsourcing.persistence import Tracking
 from sora2.application.processing.processor import PositionMoved
 from sora2.application.projections.rows import (
     Access,
+    AccessAtHead,
     CreditRow,
     OrderRow,
     Page,
@@ -372,9 +373,11 @@ class SqlReadModels(ReadModelView):
 
     def follow_log(self, events_table: str, position_name: str) -> None:
         """Let `access_at_head` read the head of the log in `events_table` and the position
-        of `position_name` (the read-model lane) with the row."""
+        of `position_name` (the read-model lane) with the row, and whether the log holds an
+        event of that user or session past the position (the row is then not current)."""
         self._at_head = (
             "SELECT f.head AS head, f.position AS position, "
+            f"{self.log_moved_expression(events_table)} AS moved, "
             + ", ".join(f"u.{c} AS {c}" for c in USER_COLUMNS)
             + ", s.ended AS session_ended, s.user_id AS session_user FROM (SELECT "
             f"{self.log_head_expression(events_table)} AS head, (SELECT position FROM "
@@ -387,14 +390,22 @@ class SqlReadModels(ReadModelView):
         """A subquery giving the log's last position (the database's own spelling)."""
         raise NotImplementedError
 
-    def access_at_head(
-        self, user_id: UUID, session_id: UUID
-    ) -> tuple[Access | None, int, int | None]:
+    def log_moved_expression(self, events_table: str) -> str:
+        """True if the log holds an event of aggregate :u or :s after f.position (NULL: no
+        position yet), in the database's own spelling."""
+        raise NotImplementedError
+
+    def access_at_head(self, user_id: UUID, session_id: UUID) -> AccessAtHead:
         row = self._rows(
             self._at_head, {"u": user_id, "s": session_id, "name": self._position_name}
         )[0]
         position = None if row["position"] is None else int(row["position"])
-        return (_access(row) if row["id"] else None), int(row["head"] or 0), position
+        return AccessAtHead(
+            _access(row) if row["id"] else None,
+            int(row["head"] or 0),
+            position,
+            position is None or bool(row["moved"]),
+        )
 
     def balance_of(self, user_id: UUID) -> int:
         rows = self._rows("SELECT balance FROM {p}rm_balances WHERE user_id = :u", {"u": user_id})

@@ -12,3 +12,9 @@ class SQLiteReadModels(SqlReadModels, SQLiteTrackingRecorder):
 
     def log_head_expression(self, events_table: str) -> str:
         return f"(SELECT MAX(rowid) FROM {events_table})"
+
+    def log_moved_expression(self, events_table: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM {events_table} e "
+            "WHERE e.originator_id IN (:u, :s) AND e.rowid > f.position)"
+        )

@@ -30,12 +30,14 @@ MAX_MARKS = 100_000
 
 
 class _Request:
-    """What one request knows: the head the read models were seen to hold (None: not yet)."""
+    """What one request knows: the head the read models were seen to hold (None: not yet),
+    and the head it read without waiting for it (its queries wait for that one)."""
 
-    __slots__ = ("covered",)
+    __slots__ = ("covered", "seen")
 
     def __init__(self) -> None:
         self.covered: int | None = None
+        self.seen: int | None = None
 
 
 _request: ContextVar[_Request | None] = ContextVar("sora2_request", default=None)
@@ -73,12 +75,19 @@ class ReadYourWrites:
         finally:
             _request.reset(token)
 
-    def covered(self, head: int, position: int | None) -> bool:
-        """The access check read the log's head and the read models' position together:
-        True if they held it (remembered for this request); else wait for it, and False
-        (the row read with them may be older than the head: read it again)."""
+    def covered(self, head: int, position: int | None, moved: bool = True) -> bool:
+        """The access check read the log's head and the read models' position together,
+        and whether the log holds events of its user or session past that position
+        (`moved`): True if the row it read is current, else wait for the head and False
+        (the row may be older than the head: read it again). A row that is current while
+        the read models trail the head (other users' writes) is taken at once: the
+        request's queries, if it makes any, wait for that head (`_wait_head`)."""
         if position is not None and position >= head:
             self._cover(head)
+            return True
+        if not moved:
+            if (current := _request.get()) is not None:
+                current.seen = max(head, current.seen or 0)
             return True
         if self.lane.wait_for(head, self.wait_seconds):
             self._cover(head)
@@ -141,7 +150,8 @@ class ReadYourWrites:
         this process's own command `own`; a request that has not looked yet reads the head."""
         current = _request.get()
         if current is None or current.covered is None:
-            head = self.head()  # type: ignore[misc]
+            seen = current.seen if current is not None else None
+            head = seen if seen else self.head()  # type: ignore[misc]  # what its check read
             self.wait_for(max(head, own or 0))
             if current is not None:
                 current.covered = head

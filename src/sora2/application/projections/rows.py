@@ -39,6 +39,17 @@ class Access:
 
 
 @dataclass(frozen=True)
+class AccessAtHead:
+    """An access check's row read with the log's head and the read models' position, in one
+    statement (several processes serve one address)."""
+
+    access: Access | None
+    head: int
+    position: int | None  # None: the read models have no position yet
+    moved: bool  # the log holds an event of this user or session past `position`
+
+
+@dataclass(frozen=True)
 class CreditRow:
     id: UUID
     user_id: UUID

@@ -17,6 +17,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from sora2.application.projections.rows import (
     Access,
+    AccessAtHead,
     CreditRow,
     OrderRow,
     Page,
@@ -96,9 +97,7 @@ class ReadModelView(TrackingRecorder, ABC):
         """The user and whether the session ended, in one read; None if no such user."""
 
     @abstractmethod
-    def access_at_head(
-        self, user_id: UUID, session_id: UUID
-    ) -> tuple[Access | None, int, int | None]:
+    def access_at_head(self, user_id: UUID, session_id: UUID) -> AccessAtHead:
         """`access`, with the log's head and the read models' position read in the same
         statement (several processes serve: one round trip says whether the row is fresh)."""
 
