@@ -5,6 +5,7 @@ chain written in each insert's transaction."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import select
 import time
@@ -90,8 +91,14 @@ def schema_setup(env: dict[str, str]) -> Iterator[None]:
     eventsourcing re-creates its tables and functions at each start (`CREATE OR REPLACE
     FUNCTION`), and PostgreSQL fails one of two such statements racing on one function
     ("tuple concurrently updated"): processes started together take turns on a session
-    advisory lock, held on a connection of its own for the whole set-up.
+    advisory lock, held on a connection of its own for the whole set-up. On SQLite two
+    processes creating a fresh file's tables both record its migration (one fails): they
+    take turns on a lock of the file beside it.
     """
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
+        with _file_lock(env.get("SQLITE_DBNAME", "")):
+            yield
+        return
     if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
         yield
         return
@@ -105,6 +112,28 @@ def schema_setup(env: dict[str, str]) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+@contextmanager
+def _file_lock(dbname: str) -> Iterator[None]:
+    """An exclusive lock on `<dbname>.setup-lock` (none for an in-memory database), polled
+    like the advisory lock above."""
+    if not dbname or dbname == ":memory:" or dbname.startswith("file:"):
+        yield
+        return
+    path = Path(f"{dbname}.setup-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _setup_lock_key(schema: str) -> int:
