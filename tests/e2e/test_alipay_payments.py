@@ -265,7 +265,10 @@ def test_the_ledger_verifies_clean_after_all_those_notifies(
     server: ServerProcess, fake: FakeAlipay
 ) -> None:
     with user(server, "audited") as c:
-        deliver(server, fake.notify(placed_and_scanned(c, fake)))
+        trade = placed_and_scanned(c, fake)
+        forged = deliver(server, fake.notify(trade, key=new_pair().private_key))
+        assert_refused(forged, "signature is not Alipay's")  # logged, as every refusal
+        deliver(server, fake.notify(trade))
         assert balance(c) == 110
     audit = server.sora2("ledger", "verify")
     assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -263,7 +263,10 @@ def test_the_ledger_verifies_clean_after_all_those_notifies(
     server: ServerProcess, fake: FakeWechat
 ) -> None:
     with user(server, "audited") as c:
-        assert deliver(server, fake.notify(transaction_of(placed_and_paid(c, fake)))).is_success
+        good = transaction_of(placed_and_paid(c, fake))
+        forged = deliver(server, fake.notify(good, key=new_pair().private_key))
+        assert forged.status_code == 400  # refused, and logged as every refusal
+        assert deliver(server, fake.notify(good)).is_success
         assert balance(c) == 110
     audit = server.sora2("ledger", "verify")
     assert audit.returncode == 0, audit.stdout + audit.stderr
