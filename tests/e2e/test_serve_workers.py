@@ -38,41 +38,8 @@ def children(pid: int) -> list[int]:
 def test_several_processes_serve_and_every_request_reads_its_writes(
     tmp_path: Path, backend: str, workers: list[str]
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    schema = f"t_workers_{os.getpid()}_{port}"
-    env = {**os.environ, **base_env(tmp_path, PUBLIC_URL=base), "VIDEO_JOBS": "off"}
-    env.pop("WEB_CONCURRENCY", None)
-    if backend == "postgres":
-        env.update(DATABASE_URL=POSTGRES_URL, POSTGRES_SCHEMA=schema)
-    expected = 2 if workers else len(os.sched_getaffinity(0))  # the default: one per core
-    expected = expected if expected > 1 else 0  # one process: uvicorn forks no worker
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(port), *workers],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        # the worker processes (under uvicorn's parent), each serving once started
-        assert len(children(server.pid)) >= expected
-
-        def fresh() -> httpx.Client:  # a new connection each time: either process answers
-            return httpx.Client(base_url=base, trust_env=False, timeout=30)
-
-        with fresh() as c:
+    with serving(tmp_path, backend, tuple(workers)) as (base, _):
+        with fresh(base) as c:
             r = c.post(
                 "/api/auth/register",
                 json={"email": "w@example.com", "password": "password123", "username": "wanda"},
@@ -80,7 +47,7 @@ def test_several_processes_serve_and_every_request_reads_its_writes(
             assert r.status_code == 201, r.text
             token = r.json()["accessToken"]
         auth = {"Authorization": f"Bearer {token}"}
-        with fresh() as c:  # 10 signup credits; recharge enough for the videos below
+        with fresh(base) as c:  # 10 signup credits; recharge enough for the videos below
             r = c.post(
                 "/api/credits/recharge",
                 json={"credits": 40, "paymentMethod": "STRIPE"},
@@ -89,15 +56,44 @@ def test_several_processes_serve_and_every_request_reads_its_writes(
             assert r.status_code in (200, 201), r.text
         balance = 50
         for i in range(8):
-            with fresh() as c:
+            with fresh(base) as c:
                 video = c.post("/api/videos/generate", json={"prompt": f"clip {i}"}, headers=auth)
                 assert video.status_code == 201, video.text
             balance -= 5
-            with fresh() as c:
+            with fresh(base) as c:
                 assert c.get("/api/credits/balance", headers=auth).json() == {"balance": balance}
-            with fresh() as c:
+            with fresh(base) as c:
                 got = c.get(f"/api/videos/{video.json()['id']}", headers=auth)
                 assert got.status_code == 200 and got.json()["status"] == "PENDING"
+    assert "Traceback" not in (tmp_path / "server.log").read_text()  # every process started
+
+
+@contextmanager
+def serving(
+    tmp_path: Path, backend: str = "postgres", workers: tuple[str, ...] = ("--workers", "2")
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`sora2 serve` with `workers` on `backend`: its address and its process, once it
+    answers and its worker processes are up (one per core by default; one process forks
+    none)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    schema = f"t_workers_{os.getpid()}_{port}"
+    env = {**os.environ, **base_env(tmp_path, PUBLIC_URL=base), "VIDEO_JOBS": "off"}
+    env.pop("WEB_CONCURRENCY", None)
+    if backend == "postgres":
+        env.update(DATABASE_URL=POSTGRES_URL, POSTGRES_SCHEMA=schema)
+    expected = int(workers[1]) if workers else len(os.sched_getaffinity(0))
+    expected = expected if expected > 1 else 0
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    command = [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(port), *workers]
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while len(http_processes(server.pid)) < expected or not _answers(base):
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        yield base, server
     finally:
         server.terminate()
         try:
@@ -112,37 +108,9 @@ def test_several_processes_serve_and_every_request_reads_its_writes(
             )
 
 
-@contextmanager
-def two_processes(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`sora2 serve --workers 2` on PostgreSQL: its address and its process, once its two
-    worker processes are up."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    schema = f"t_workers_{os.getpid()}_{port}"
-    env = {**os.environ, **base_env(tmp_path, PUBLIC_URL=base), "VIDEO_JOBS": "off"}
-    env.pop("WEB_CONCURRENCY", None)
-    env.update(DATABASE_URL=POSTGRES_URL, POSTGRES_SCHEMA=schema)
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    command = [str(SORA2), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while len(http_processes(server.pid)) < 2 or not _answers(base):
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        yield base, server
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-        subprocess.run(
-            ["psql", POSTGRES_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
-            capture_output=True,
-        )
+def fresh(base: str) -> httpx.Client:
+    """A new connection each time: any of the processes may answer it."""
+    return httpx.Client(base_url=base, trust_env=False, timeout=30)
 
 
 def http_processes(pid: int) -> list[int]:
@@ -187,7 +155,7 @@ def _sockets(pid: int, port: int, state: str, peers: set[int] | None = None) -> 
 def test_a_burst_of_keep_alive_connections_is_spread_over_the_processes(tmp_path: Path) -> None:
     """A proxy's pool (or a load test) opens its connections at once: each process gets its
     share instead of the first one to wake taking all."""
-    with two_processes(tmp_path) as (base, server):
+    with serving(tmp_path) as (base, server):
         port = int(base.rsplit(":", 1)[1])
         workers = http_processes(server.pid)
         deadline = time.monotonic() + 90
@@ -215,12 +183,8 @@ def test_a_session_revoked_through_one_process_is_refused_by_every_process(
 ) -> None:
     """A password change ends the other sessions: the old token is refused at once whichever
     process a request reaches, and a profile change is read back through any of them."""
-    with two_processes(tmp_path) as (base, _):
-
-        def fresh() -> httpx.Client:  # a new connection each time: either process answers
-            return httpx.Client(base_url=base, trust_env=False, timeout=30)
-
-        with fresh() as c:
+    with serving(tmp_path) as (base, _):
+        with fresh(base) as c:
             r = c.post(
                 "/api/auth/register",
                 json={"email": "r@example.com", "password": "password123", "username": "rita"},
@@ -228,14 +192,14 @@ def test_a_session_revoked_through_one_process_is_refused_by_every_process(
             assert r.status_code == 201, r.text
         old = {"Authorization": f"Bearer {r.json()['accessToken']}"}
         for round_ in range(4):
-            with fresh() as c:
+            with fresh(base) as c:
                 r = c.put("/api/users/profile", json={"username": f"rita{round_}"}, headers=old)
                 assert r.status_code == 200, r.text
             for _ in range(3):
-                with fresh() as c:
+                with fresh(base) as c:
                     r = c.get("/api/users/profile", headers=old)
                     assert r.json()["username"] == f"rita{round_}", r.text
-        with fresh() as c:
+        with fresh(base) as c:
             r = c.put(
                 "/api/users/password",
                 json={"currentPassword": "password123", "newPassword": "password456"},
@@ -244,7 +208,7 @@ def test_a_session_revoked_through_one_process_is_refused_by_every_process(
             assert r.status_code == 200, r.text
         new = {"Authorization": f"Bearer {r.json()['accessToken']}"}
         for _ in range(12):
-            with fresh() as c:
+            with fresh(base) as c:
                 assert c.get("/api/credits/balance", headers=old).status_code == 401
-            with fresh() as c:
+            with fresh(base) as c:
                 assert c.get("/api/credits/balance", headers=new).status_code == 200
