@@ -40,8 +40,9 @@ ROUNDS = 3
 IN_FLIGHT = 500
 
 
-def lane_rate(sora2, stream: str, prefix: str) -> tuple[float, int]:  # noqa: ANN001
-    relay = NatsRelay(
+def bench_relay(sora2, stream: str, prefix: str) -> NatsRelay:  # noqa: ANN001
+    """The relay as `sora2 serve` builds it, publishing pages of IN_FLIGHT to `stream`."""
+    return NatsRelay(
         sora2.log,
         sora2.log.factory.tracking_recorder(),
         NATS_URL,
@@ -50,6 +51,10 @@ def lane_rate(sora2, stream: str, prefix: str) -> tuple[float, int]:  # noqa: AN
         name=f"bench-{stream}",
         page_size=IN_FLIGHT,
     )
+
+
+def lane_rate(sora2, stream: str, prefix: str) -> tuple[float, int]:  # noqa: ANN001
+    relay = bench_relay(sora2, stream, prefix)
     processor = RelayProcessor(relay)
     lane = Lane(processor, LogReader(sora2.log), batch_size=relay.page_size)
     processor.start()
@@ -65,15 +70,7 @@ def lane_rate(sora2, stream: str, prefix: str) -> tuple[float, int]:  # noqa: AN
 
 
 async def relay_rate(sora2, stream: str, prefix: str) -> tuple[float, int]:  # noqa: ANN001
-    relay = NatsRelay(
-        sora2.log,
-        sora2.log.factory.tracking_recorder(),
-        NATS_URL,
-        stream,
-        subject_prefix=prefix,
-        name=f"bench-{stream}",
-        page_size=IN_FLIGHT,
-    )
+    relay = bench_relay(sora2, stream, prefix)
     await relay.start()
     try:
         started = time.perf_counter()

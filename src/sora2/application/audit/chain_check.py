@@ -97,18 +97,17 @@ class ChainCheck:
                         walked = True
                         self.last_position = position
                         continue
-            self._at = at
-            if walked:
-                self._head = last
-            if at == len(ahead):
-                self._fill(1)
-            self._last_link = last
+            self._put_back(at, last, walked)
             self.event(position, originator, version, topic, state)
             ahead, at, last, walked = self._ahead, self._at, self._last_link, False
+        self._put_back(at, last, walked)
+
+    def _put_back(self, at: int, last: RawLink, walked: bool) -> None:
+        """What `check` walked inline, back in the fields `event` and `_take` use."""
         self._at = at
         if walked:
             self._head = last
-        if at == len(ahead):
+        if at == len(self._ahead):
             self._fill(1)
         self._last_link = last
 
