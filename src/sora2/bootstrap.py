@@ -46,6 +46,7 @@ from sora2.application.ports import (
 )
 from sora2.application.processing.consistency import ReadYourWrites
 from sora2.application.processing.job_dispatch import JobDispatch
+from sora2.application.processing.leadership import Leadership
 from sora2.application.processing.log_reader import LogReader
 from sora2.application.processing.projection import ProjectionProcessor
 from sora2.application.processing.runner import Lane, LaneStatus, ProcessingRunner
@@ -106,7 +107,7 @@ class Sora2:
             render = self.settings.video_jobs == "inline"
         if render:  # a process that renders nothing has no job to hand over or to stop
             dispatch = JobDispatch(LogReader(self.log).head(), self.jobs.submit, self.jobs.cancel)
-            self.runner.add(Lane(dispatch, LogReader(self.log), poll=0.05))
+            self.runner.add(Lane(dispatch, LogReader(self.log), poll=0.05, shared=False))
         self.runner.start()
         self.expiry.start()
         if render:
@@ -148,7 +149,7 @@ def bootstrap(
         attempts = _attempt_counter(views, store_env)
         relay_lane = _relay_lane(settings, event_log, extras)
     read_models = Lane(ProjectionProcessor(ReadModels(views)), LogReader(event_log))
-    runner = ProcessingRunner(event_log, [read_models])
+    runner = ProcessingRunner(event_log, [read_models], _leadership(store_env, event_log))
     seen = ReadYourWrites(read_models, head=LogReader(event_log).head if shared_processes else None)
     if shared_processes:  # the access check reads the head with its row: one round trip
         views.follow_log(event_log.recorder.events_table_name, read_models.name)
@@ -337,6 +338,15 @@ def _attempt_counter(views: ReadModelView, env: dict[str, str]) -> Any:
     from sora2.adapters.throttle.sql import SqlAttemptCounter
 
     return SqlAttemptCounter(views.datastore, _schema(env))  # type: ignore[attr-defined]
+
+
+def _leadership(env: dict[str, str], event_log: EventLog) -> Leadership:
+    """On PostgreSQL one process leads each shared lane; on SQLite every process applies."""
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        return Leadership()
+    from sora2.adapters.lane_leadership import PostgresLeadership
+
+    return PostgresLeadership(env, event_log.recorder.channel_name)  # type: ignore[attr-defined]
 
 
 def _job_board(views: ReadModelView, env: dict[str, str]) -> JobBoard:

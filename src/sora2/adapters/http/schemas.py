@@ -452,6 +452,9 @@ class ProcessorStatus(Body):
     name: str
     position: int
     stuck: ProcessorStuck | None = None
+    # this process applies it; several processes on one PostgreSQL log: one leads each
+    # processor, the others follow its position (and take over when it stops)
+    leading: bool | None = None
 
 
 class Health(Body):

@@ -22,10 +22,17 @@ class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
         return f'(SELECT MAX(notification_id) FROM "{self.datastore.schema}"."{events_table}")'
 
     def log_moved_expression(self, events_table: str) -> str:
+        # Each aggregate's last event, found by the primary key's order (one index probe):
+        # asked for "any event of u or s past the position", the planner scanned the whole
+        # table on a young one (no statistics yet), a cost growing with the log.
+        table = f'"{self.datastore.schema}"."{events_table}"'
+        last = (
+            "(SELECT e.notification_id FROM {table} e WHERE e.originator_id = CAST({id} AS uuid)"
+            " ORDER BY e.originator_version DESC LIMIT 1)"
+        )
         return (
-            f'EXISTS (SELECT 1 FROM "{self.datastore.schema}"."{events_table}" e '
-            "WHERE e.originator_id IN (CAST(:u AS uuid), CAST(:s AS uuid)) "
-            "AND e.notification_id > f.position)"
+            f"(GREATEST({last.format(table=table, id=':u')}, {last.format(table=table, id=':s')})"
+            " > f.position)"
         )
 
     def _params(self, statement: str) -> str:

@@ -10,6 +10,9 @@ Queries that must see a command's effect wait on a lane's position (`Lane.wait_f
 condition the lane signals, with a bound; nothing in the request path takes a lock the
 lane holds while it works.
 
+With several processes on one log, one process leads each shared lane (`leadership.py`):
+the others' lanes read nothing and move with the leader's announcements.
+
 A batch that fails is retried event by event, so whatever precedes a bad event is applied;
 the bad one leaves its lane stuck at its position (logged with the event's type, shown by
 `/ready`), retried with back-off, while every other lane and every command go on.
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sora2.application.event_log import EventLog
+from sora2.application.processing.leadership import Announcement, Leadership
 from sora2.application.processing.log_reader import LogReader, Undecodable
 from sora2.application.processing.processor import PositionMoved, Processor, Stored
 
@@ -31,6 +35,7 @@ log = logging.getLogger("sora2.processing")
 
 BATCH_SIZE = 1000  # events per transaction while catching up a backlog
 MAX_BACKOFF = 30.0
+FOLLOW_SECONDS = 1.0  # a follower's look at the position and try for the lead
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class LaneStatus:
     name: str
     position: int
     stuck: Stuck | None
+    leading: bool = True
 
 
 class Lane:
@@ -54,11 +60,18 @@ class Lane:
         reader: LogReader,
         batch_size: int = BATCH_SIZE,
         poll: float = 0.1,
+        shared: bool = True,
     ) -> None:
+        """`shared`: one process applies this lane for all (the read models, the relay);
+        else every process runs its own (a job dispatch hands jobs to its own process)."""
         self.processor = processor
         self.reader = reader
         self.batch_size = batch_size
         self.poll = poll
+        self.shared = shared
+        self.leadership = Leadership()  # the runner's, once added to one
+        self.leading = True
+        self._told_stuck = False  # the last announcement said stuck: say when it is not
         self.name = processor.name
         self.stuck: Stuck | None = None
         self._position = 0
@@ -78,7 +91,7 @@ class Lane:
 
     @property
     def status(self) -> LaneStatus:
-        return LaneStatus(self.name, self._position, self.stuck)
+        return LaneStatus(self.name, self._position, self.stuck, self.leading)
 
     @property
     def running(self) -> bool:
@@ -92,7 +105,8 @@ class Lane:
         if not self.running:
             self.catch_up()
             return self._position >= position
-        self._wake.set()
+        if self.leading:  # a follower's position moves with the leader's announcements
+            self._wake.set()
         with self._moved:
             return self._moved.wait_for(lambda: self._position >= position, timeout)
 
@@ -105,6 +119,16 @@ class Lane:
 
     def poke(self) -> None:
         self._wake.set()
+
+    def heard(self, announcement: Announcement) -> None:
+        """The leader's announcement (a follower takes it; a leader knows better)."""
+        if self.leading:
+            return
+        self._advance_to(announcement.position)
+        stuck = announcement.stuck_position
+        self.stuck = (
+            Stuck(stuck, announcement.stuck_topic, announcement.stuck_error) if stuck else None
+        )
 
     # --- the work ---------------------------------------------------------------------------
 
@@ -213,12 +237,18 @@ class Lane:
     def _run(self, stop: threading.Event) -> None:
         backoff = 1.0
         while not stop.is_set():
+            if not self._leads():
+                self._follow()
+                stop.wait(FOLLOW_SECONDS)
+                continue
             self._wake.clear()
             try:
                 count = self.step()
             except Exception as error:  # the database is away: the lane waits, then retries
                 self._stick(Stuck(self._position + 1, "", _brief(error)))
                 count = 0
+            if count or self.stuck is not None or self._told_stuck:
+                self._announce()
             if self.stuck is not None:
                 # a poke retries at once (if the processor allows it); else back off
                 (self._wake if self.processor.retry_on_poke else stop).wait(backoff)
@@ -230,17 +260,61 @@ class Lane:
                 # a command pokes (a poke during the step already woke us) or the next poll
                 self._wake.wait(self.poll)
 
+    # --- leading and following -------------------------------------------------------------
+
+    def _leads(self) -> bool:
+        if not self.shared:
+            return True
+        try:
+            leading = self.leadership.leads(self.name)
+        except Exception:  # the database is away: step, and be stuck where it shows
+            leading = True
+        if leading and not self.leading:
+            log.info("%s: this process leads it now", self.name)
+            self._committed = None  # read where the last leader left it
+        self.leading = leading
+        return leading
+
+    def _follow(self) -> None:
+        """Between announcements (one may be lost, a leader may die between two), read the
+        position itself."""
+        try:
+            self._advance_to(self.processor.position())
+        except Exception:  # the database is away: the next look tries again
+            pass
+
+    def _announce(self) -> None:
+        if not self.shared:
+            return
+        stuck = self.stuck
+        self._told_stuck = stuck is not None
+        self.leadership.announce(
+            Announcement(
+                self.name,
+                self._position,
+                stuck.position if stuck else 0,
+                stuck.topic if stuck else "",
+                stuck.error if stuck else "",
+            )
+        )
+
 
 class ProcessingRunner:
     """The lanes of one process, started by `sora2 serve` and `sora2 worker`."""
 
-    def __init__(self, event_log: EventLog, lanes: Sequence[Lane]) -> None:
-        self.lanes = {lane.name: lane for lane in lanes}
+    def __init__(
+        self, event_log: EventLog, lanes: Sequence[Lane], leadership: Leadership | None = None
+    ) -> None:
+        self.leadership = leadership or Leadership()
         self._stop = threading.Event()
         self._started = False
+        self.lanes: dict[str, Lane] = {}
+        for lane in lanes:
+            self.add(lane)
         event_log.on_commit(lambda position: self.poke())
 
     def add(self, lane: Lane) -> None:
+        lane.leadership = self.leadership
         self.lanes[lane.name] = lane
         if self._started:
             lane.start(self._stop)
@@ -253,8 +327,13 @@ class ProcessingRunner:
         if self._started:
             return
         self._started = True
+        self.leadership.listen(self._heard, self.poke, self._stop)
         for lane in self.lanes.values():
             lane.start(self._stop)
+
+    def _heard(self, announcement: Announcement) -> None:
+        if (lane := self.lanes.get(announcement.lane)) is not None:
+            lane.heard(announcement)
 
     def poke(self) -> None:
         for lane in self.lanes.values():
@@ -266,6 +345,7 @@ class ProcessingRunner:
         deadline = time.monotonic() + timeout
         for lane in self.lanes.values():
             lane.join(max(0.0, deadline - time.monotonic()))
+        self.leadership.close()
 
     def status(self) -> list[LaneStatus]:
         return [lane.status for lane in self.lanes.values()]

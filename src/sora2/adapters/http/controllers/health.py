@@ -61,6 +61,7 @@ class HealthController(Controller):
                 )
                 if lane.stuck
                 else None,
+                lane.leading,
             )
             for lane in lanes
         ]
