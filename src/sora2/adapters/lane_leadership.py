@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import astuple
 from typing import Any
 
 import psycopg
@@ -48,15 +49,7 @@ class PostgresLeadership(Leadership):
             return got
 
     def announce(self, announcement: Announcement) -> None:
-        payload = json.dumps(
-            [
-                announcement.lane,
-                announcement.position,
-                announcement.stuck_position,
-                announcement.stuck_topic,
-                announcement.stuck_error,
-            ]
-        )
+        payload = json.dumps(astuple(announcement))
         with self._lock:
             try:
                 self._run("SELECT pg_notify(%s, %s)", (self.channel, payload))
