@@ -10,9 +10,12 @@ JWTs, share-link tokens and signed-URL query values, wherever they appear in it.
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import re
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -51,6 +54,14 @@ def masked(text: str) -> str:
     return text
 
 
+# the id of the request a line is written for (set by the HTTP layer, `request_log.py`):
+# copied into the handler's thread with the rest of the request's context
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# what a record carries that is not an `extra=` of the call
+_RECORD_KEYS = frozenset(logging.LogRecord("name", 0, "pathname", 0, "msg", (), None).__dict__)
+
+
 def _mask_credentials(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
     event.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
     for key, value in event.items():
@@ -63,6 +74,11 @@ def _rename_event(logger: WrappedLogger, name: str, event: EventDict) -> EventDi
     """JSON lines name the message `message`, as log collectors expect."""
     event["message"] = event.pop("event", "")
     return event
+
+
+def _add_request_id(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    request_id = REQUEST_ID.get()
+    return event if request_id is None else {"request_id": request_id, **event}
 
 
 FIRST = ("timestamp", "level", "logger", "event")
@@ -78,11 +94,45 @@ def _readable(logger: WrappedLogger, name: str, event: EventDict) -> str:
     return f"{line}\n{exception}" if exception else line
 
 
+class LineFormatter(logging.Formatter):
+    """A plain record (no traceback) in one pass: the same line, field for field, as the
+    structlog chain below writes, which cost ~9% of a command's time on the API's thread.
+    Records with a traceback or a stack, and structlog's own, take the chain."""
+
+    def __init__(self, json: bool, chain: logging.Formatter) -> None:
+        super().__init__()
+        self.json = json
+        self.chain = chain
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.stack_info or not isinstance(record.msg, str):
+            return self.chain.format(record)
+        event: dict[str, Any] = {}
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            event["request_id"] = request_id
+        event["event"] = record.getMessage()
+        event["level"] = record.levelname.lower()
+        event["logger"] = record.name
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_KEYS:
+                event[key] = value
+        event.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
+        event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = masked(value)
+        if not self.json:
+            return _readable(None, "", event)
+        event["message"] = event.pop("event")
+        return jsonlib.dumps(event, ensure_ascii=False, default=repr)
+
+
 def configure_logging(json: bool, level: str = "info") -> None:
     """Route every logger through one structlog formatter on stderr (call once per process,
     again to change the format)."""
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -101,12 +151,12 @@ def configure_logging(json: bool, level: str = "info") -> None:
             _mask_credentials,
             _readable,
         ]
-    formatter = structlog.stdlib.ProcessorFormatter(
+    chain = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+    handler.setFormatter(LineFormatter(json, chain))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

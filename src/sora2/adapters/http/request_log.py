@@ -19,9 +19,7 @@ import time
 import uuid
 from typing import Any
 
-import structlog
-
-from sora2.adapters.logs import masked
+from sora2.adapters.logs import REQUEST_ID, masked
 
 log = logging.getLogger("sora2.access")
 
@@ -67,20 +65,21 @@ class RequestLog:
                 message["headers"] = [*headers, (HEADER, request_id.encode())]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                path = loggable_path(scope)
-                log.info(
-                    "%s %s %s",
-                    scope.get("method", ""),
-                    path,
-                    status or "-",
-                    extra={
-                        "method": scope.get("method", ""),
-                        "path": path,
-                        "status": status or None,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                    },
-                )
+        bound = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = loggable_path(scope)
+            log.info(
+                "%s %s %s",
+                scope.get("method", ""),
+                path,
+                status or "-",
+                extra={
+                    "method": scope.get("method", ""),
+                    "path": path,
+                    "status": status or None,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            REQUEST_ID.reset(bound)
