@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,6 +65,49 @@ def pgbench_inserts(schema: str) -> float:
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+def library_saves(schema: str) -> float:
+    """The event-store library by itself: saves per second of a new two-event aggregate
+    (generate saves a video's event and its ledger's) from 32 threads, one save a
+    transaction, on the library's own PostgreSQL recorder: the ceiling a command per save
+    would have."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    from sora2.adapters.event_store import postgres_env
+
+    class Thing(Aggregate):
+        @event("Made")
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        @event("Bumped")
+        def bump(self) -> None:
+            self.n += 1
+
+    env = postgres_env(POSTGRES_URL, schema)
+    env.update(PERSISTENCE_MODULE="eventsourcing.postgres", POSTGRES_POOL_SIZE=str(CLIENTS))
+    env.update(CREATE_TABLE="y")
+    app = Application(env=env)
+    saved = [0] * CLIENTS
+    deadline = time.monotonic() + SECONDS
+
+    def client(i: int) -> None:
+        while time.monotonic() < deadline:
+            thing = Thing(1)
+            thing.bump()
+            app.save(thing)
+            saved[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    app.close()
+    return sum(saved) / (time.monotonic() - started)
+
+
 def command_rates(workers: int) -> dict[str, tuple[float, str]]:
     folder = Path(tempfile.mkdtemp(prefix="sora2-bench-"))
     with postgres_settings(folder) as settings:
@@ -87,13 +132,21 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="sora2-bench-"))
     with postgres_settings(folder) as settings:
         inserts = pgbench_inserts(settings.postgres_schema)
+    with postgres_settings(folder) as settings:
+        library = library_saves(settings.postgres_schema)
+    print(
+        f"the event-store library alone, one two-event save a transaction, {CLIENTS} threads: "
+        f"{library:,.0f} saves/s; pgbench one-row INSERT -c{CLIENTS}: {inserts:,.0f}/s; "
+        f"ratio {library / inserts:.4f}x (load average {os.getloadavg()[0]:.1f})"
+    )
     cores = len(os.sched_getaffinity(0))
     for workers in sorted({1, cores}):
         for name, (rate, p99) in command_rates(workers).items():
             print(
                 f"{name}, PostgreSQL, -c{CLIENTS}, serve --workers {workers}: {rate:,.0f} "
                 f"commands/s, p99 {p99}; pgbench one-row INSERT -c{CLIENTS}: {inserts:,.0f}/s; "
-                f"ratio {rate / inserts:.4f}x (load average {os.getloadavg()[0]:.1f})"
+                f"ratio {rate / inserts:.4f}x; {rate / library:.2f}x the library alone "
+                f"(load average {os.getloadavg()[0]:.1f})"
             )
 
 
