@@ -184,6 +184,28 @@ def test_an_aggregate_loads_from_its_latest_snapshot_as_if_replayed_in_full(
     assert state(loaded) == state(full_replay(log, written.id)) == state(written)
 
 
+def test_a_command_reaching_a_multiple_snapshots_what_it_holds_without_reading_the_store(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library reloads an aggregate (snapshot and events) to snapshot it; a command
+    whose save ends on the multiple snapshots the aggregate it holds, as committed."""
+    ledger = CreditLedger(user_id=uuid4(), timestamp=NOW)
+    ledger.reward(100, "Signup bonus", NOW)
+    log.save(ledger)
+    for _ in range(8):  # versions 3..10
+        ledger.reserve(uuid4(), 1, NOW)
+    reads: list[str] = []
+    for store in (log.events, log.snapshots):
+        monkeypatch.setattr(store, "get", lambda *a, _=store, **k: reads.append(str(a)) or [])
+    log.commit(ledger)
+    monkeypatch.undo()
+
+    assert reads == []
+    (snapshot,) = log.snapshots.get(ledger.id)
+    assert snapshot.originator_version == 10
+    assert state(log.repository.get(ledger.id)) == state(full_replay(log, ledger.id))
+
+
 def test_a_snapshot_is_read_the_same_by_a_log_that_does_not_snapshot(
     log: EventLog,
 ) -> None:

@@ -96,6 +96,28 @@ class EventLog(Application[UUID]):
             log.warning("a snapshot could not be taken; the log is whole", exc_info=True)
         self._notify(recordings)
 
+    def _take_snapshots(self, pending: ProcessingEvent[UUID]) -> None:
+        """The library's snapshots (one at each multiple of an aggregate's interval), the
+        common one taken from the aggregate in hand: `take_snapshot` first loads the
+        aggregate again from the store (its latest snapshot and the events after it, two
+        queries). A save whose multiple is not its aggregate's last event (a bulk save
+        across several) takes that one the library's way."""
+        if not (self.snapshots and self.snapshotting_intervals):
+            return
+        in_hand = []
+        for event in pending.events:
+            aggregate = pending.aggregates.get(event.originator_id)
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is None or event.originator_version % interval:
+                continue
+            if event.originator_version == aggregate.version:
+                kind = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+                in_hand.append(kind.take(aggregate))
+            else:
+                self.take_snapshot(aggregate.id, version=event.originator_version)
+        if in_hand:
+            self.snapshots.put(in_hand)
+
     @property
     def position(self) -> int:
         return self.recorder.max_notification_id() or 0
