@@ -185,9 +185,9 @@ def _one_command(settings: Settings, command: Callable[[Sora2], int]) -> int:
         sora2.close()
 
 
-# h11 hands a header with a control character to the app, which answers 400 in the error
-# shape; httptools would answer with a plain-text 400 before the app sees the request.
-HTTP_PARSER = "h11"
+# httptools (llhttp) under our protocol: it answers what it refuses in the error shape (an
+# import string, as each process of `--workers N` loads it itself)
+HTTP_PARSER = "sora2.adapters.http.protocol:HttpProtocol"
 
 
 def serve_api(settings: Settings, host: str, port: int, workers: int = 1) -> int:

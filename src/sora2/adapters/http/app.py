@@ -27,7 +27,7 @@ from sora2.adapters.http.controllers.users import UsersController
 from sora2.adapters.http.controllers.videos import VideosController
 from sora2.adapters.http.draining import StreamDrain, drain_on_stop_signals
 from sora2.adapters.http.errors import error_response
-from sora2.adapters.http.headers import security_headers
+from sora2.adapters.http.headers import json_error_headers, security_headers
 from sora2.adapters.http.idempotency import IdempotencyMiddleware
 from sora2.adapters.http.json_limits import JsonDepthMiddleware
 from sora2.adapters.http.openapi import document, openapi_config, swagger_assets
@@ -148,4 +148,5 @@ def create_app(
     drain = StreamDrain(app.asgi_handler)
     app.asgi_handler = RequestLog(drain)
     app.state.drain_streams = drain.drain
+    app.state.refusal_headers = json_error_headers(settings.production)  # for protocol.py
     return app

@@ -19,6 +19,12 @@ FILE_POLICY = (
 DOCS_POLICY = "frame-ancestors 'none'"  # Swagger UI runs its own scripts and styles
 FILE_TYPES = ("image/", "video/", "audio/", "application/octet-stream")
 HSTS = "max-age=31536000; includeSubDomains"
+# what every answer gets, whatever it is
+ALWAYS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 def security_headers(production: bool):  # noqa: ANN201 - a Litestar before_send hook
@@ -29,15 +35,23 @@ def security_headers(production: bool):  # noqa: ANN201 - a Litestar before_send
         content_type = (headers.get("content-type") or "").lower()
         if "cache-control" not in headers:
             headers["Cache-Control"] = "no-store"
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["X-Frame-Options"] = "DENY"
+        for name, value in ALWAYS.items():
+            headers[name] = value
         if "content-security-policy" not in headers:
             headers["Content-Security-Policy"] = _policy(scope.get("path", ""), content_type)
         if production:
             headers["Strict-Transport-Security"] = HSTS
 
     return add_headers
+
+
+def json_error_headers(production: bool) -> list[tuple[bytes, bytes]]:
+    """What `security_headers` gives a JSON error that chose no caching or policy itself: for
+    the answers the HTTP protocol writes before the app sees a request (`protocol.py`)."""
+    headers = {"Cache-Control": "no-store", **ALWAYS, "Content-Security-Policy": JSON_POLICY}
+    if production:
+        headers["Strict-Transport-Security"] = HSTS
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
 def _policy(path: str, content_type: str) -> str:
