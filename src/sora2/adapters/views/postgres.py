@@ -2,11 +2,15 @@
 
 from typing import Any
 
+import msgspec
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.utils import retry
 
-from sora2.adapters.views.sql import SqlReadModels, encode_params, pyformat
+from sora2.adapters.views.pending import Rows
+from sora2.adapters.views.sql import SqlReadModels, encode_params, on_conflict, pyformat
+
+_json = msgspec.json.Encoder()
 
 
 class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
@@ -37,6 +41,29 @@ class PostgresReadModels(SqlReadModels, PostgresTrackingRecorder):
 
     def _params(self, statement: str) -> str:
         return pyformat(statement)
+
+    def _write_rows(self, cursor: Any, rows: Rows) -> None:
+        """All of `rows` in one statement, as one JSON array read into the table's row type
+        (psycopg's executemany would still run a statement per row)."""
+        encoded = _json.encode([encode_params(r) for r in rows.rows]).decode()
+        cursor.execute(self._row_statement(rows), {"rows": encoded})
+
+    def _row_statement(self, rows: Rows) -> str:
+        table, columns = rows.table, rows.columns
+        given = f"json_populate_recordset(CAST(NULL AS {{p}}{table}), CAST(:rows AS json))"
+        if rows.kind == "update":
+            sets = ", ".join(f"{c} = v.{c}" for c in columns)
+            return self._text(
+                f"UPDATE {{p}}{table} AS t SET {sets} FROM {given} AS v WHERE t.id = v.id"
+            )
+        if rows.kind == "delete":
+            return self._text(
+                f"DELETE FROM {{p}}{table} WHERE id IN (SELECT v.id FROM {given} AS v)"
+            )
+        names = ", ".join(columns)
+        return self._text(
+            f"INSERT INTO {{p}}{table} ({names}) SELECT {names} FROM {given}" + on_conflict(rows)
+        )
 
     # A pooled connection the server ended a moment ago can look alive until its goodbye
     # arrives (`event_store.check_without_round_trip`): a read is simply asked again on

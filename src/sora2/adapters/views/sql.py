@@ -2,7 +2,8 @@
 
 Statements are written once with `:name` parameters; the dialect adapts placeholders and
 types. Rows are written only inside a `batch`, whose transaction also moves the processor's
-position, so they and the position commit together.
+position, so they and the position commit together; the batch's writes are held until its
+end and written in a few statements (`pending.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
+from sora2.adapters.views.pending import Pending, Rows
 from sora2.application.processing.processor import PositionMoved
 from sora2.application.projections.rows import (
     Access,
@@ -81,6 +83,8 @@ VIDEO_COLUMNS = (
     "updated_at",
     "error_code",
 )
+SESSION_COLUMNS = ("id", "user_id", "ended")
+BALANCE_COLUMNS = ("user_id", "balance")
 UUID_COLUMNS = {"id", "user_id", "reference_id"}
 TIME_COLUMNS = {"created_at", "updated_at", "paid_at"}
 BOOL_COLUMNS = {"suspended"}
@@ -199,12 +203,21 @@ class SqlReadModels(ReadModelView):
             )
             if rowcount(c) != 1:
                 raise PositionMoved(name)
-            self._local.cursor = c
-            try:
-                with _pipelined(c):
-                    yield
-            finally:
-                self._local.cursor = None
+            with _pipelined(c), self._collecting(c):
+                yield
+
+    @contextmanager
+    def _collecting(self, cursor: Any) -> Iterator[None]:
+        """The writes made in this thread are held (`Pending`) and written through `cursor`
+        when the block ends without error; on an error they are dropped with the rest of
+        the transaction."""
+        self._local.cursor = cursor
+        self._local.pending = pending = Pending(self._write_pending)
+        try:
+            yield
+            pending.flush()
+        finally:
+            self._local.cursor = self._local.pending = None
 
     # --- rebuilding ---------------------------------------------------------------------------
 
@@ -227,11 +240,8 @@ class SqlReadModels(ReadModelView):
                 ),
                 {"name": name},
             )
-            fresh._local.cursor = c
-            try:
+            with fresh._collecting(c):
                 position = finish()
-            finally:
-                fresh._local.cursor = None
             for table in TABLES:
                 c.execute(f"DROP TABLE IF EXISTS {self.prefix}{self.tables}{table}")
                 c.execute(
@@ -259,12 +269,33 @@ class SqlReadModels(ReadModelView):
                 {"name": name},
             )
 
-    def _write(self, tracking: Tracking, *statements: tuple[str, dict[str, Any]]) -> None:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
+    def _pending(self) -> Pending:
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
             raise RuntimeError("read models are written inside a batch, with their position")
-        for statement, params in statements:
-            cursor.execute(self._text(statement), encode_params(params))
+        return pending
+
+    def _write_pending(self, pending: Pending) -> None:
+        cursor = self._local.cursor
+        for rows in pending.statements():
+            self._write_rows(cursor, rows)
+
+    def _write_rows(self, cursor: Any, rows: Rows) -> None:
+        """One statement for all of `rows` (SQLite: one prepared statement, run per row,
+        in-process)."""
+        cursor.executemany(self._row_statement(rows), [encode_params(r) for r in rows.rows])
+
+    def _row_statement(self, rows: Rows) -> str:
+        table, columns = rows.table, rows.columns
+        if rows.kind == "update":
+            sets = ", ".join(f"{c} = :{c}" for c in columns)
+            return self._text(f"UPDATE {{p}}{table} SET {sets} WHERE id = :id")
+        if rows.kind == "delete":
+            return self._text(f"DELETE FROM {{p}}{table} WHERE id = :id")
+        names, marks = ", ".join(columns), ", ".join(f":{c}" for c in columns)
+        return self._text(
+            f"INSERT INTO {{p}}{table} ({names}) VALUES ({marks})" + on_conflict(rows)
+        )
 
     def _params(self, statement: str) -> str:
         return statement  # SQLite takes :name as written
@@ -284,51 +315,31 @@ class SqlReadModels(ReadModelView):
     # --- writes ---------------------------------------------------------------------------
 
     def add_user(self, row: UserRow, tracking: Tracking) -> None:
-        self._write(tracking, _insert("rm_users", USER_COLUMNS, row.__dict__))
+        self._pending().insert("rm_users", USER_COLUMNS, dict(row.__dict__))
 
     def update_user(
         self, user_id: UUID, changes: dict[str, Any], at: datetime, tracking: Tracking
     ) -> None:
-        self._write(tracking, _update("rm_users", user_id, {**changes, "updated_at": at}))
+        self._pending().update("rm_users", user_id, {**changes, "updated_at": at})
 
     def add_session(self, session_id: UUID, user_id: UUID, tracking: Tracking) -> None:
-        self._write(
-            tracking,
-            (
-                "INSERT INTO {p}rm_sessions (id, user_id, ended) VALUES (:id, :user_id, 0)",
-                {"id": session_id, "user_id": user_id},
-            ),
-        )
+        row = {"id": session_id, "user_id": user_id, "ended": 0}
+        self._pending().insert("rm_sessions", SESSION_COLUMNS, row)
 
     def end_session(self, session_id: UUID, tracking: Tracking) -> None:
-        self._write(
-            tracking, ("UPDATE {p}rm_sessions SET ended = 1 WHERE id = :id", {"id": session_id})
-        )
+        self._pending().update("rm_sessions", session_id, {"ended": 1})
 
     def add_credit(self, row: CreditRow, tracking: Tracking) -> None:
-        self._write(
-            tracking,
-            _insert(
-                "rm_credits",
-                ("seq", *CREDIT_COLUMNS),
-                {"seq": tracking.notification_id, **row.__dict__},
-            ),
-            (
-                "INSERT INTO {p}rm_balances (user_id, balance) VALUES (:user_id, :balance) "
-                "ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance",
-                {"user_id": row.user_id, "balance": row.balance},
-            ),
-        )
+        pending = self._pending()
+        entry = {"seq": tracking.notification_id, **row.__dict__}
+        pending.insert("rm_credits", ("seq", *CREDIT_COLUMNS), entry)
+        # the entry carries the running balance: the batch's last one per user is the balance
+        balance = {"user_id": row.user_id, "balance": row.balance}
+        pending.upsert("rm_balances", "user_id", BALANCE_COLUMNS, balance)
 
     def add_order(self, row: OrderRow, tracking: Tracking) -> None:
-        self._write(
-            tracking,
-            _insert(
-                "rm_orders",
-                ("seq", *ORDER_COLUMNS),
-                {"seq": tracking.notification_id, **row.__dict__},
-            ),
-        )
+        entry = {"seq": tracking.notification_id, **row.__dict__}
+        self._pending().insert("rm_orders", ("seq", *ORDER_COLUMNS), entry)
 
     def update_order(
         self, order_id: UUID, status: str, paid_at: datetime | None, tracking: Tracking
@@ -336,25 +347,19 @@ class SqlReadModels(ReadModelView):
         changes: dict[str, Any] = {"status": status}
         if paid_at is not None:
             changes["paid_at"] = paid_at
-        self._write(tracking, _update("rm_orders", order_id, changes))
+        self._pending().update("rm_orders", order_id, changes)
 
     def add_video(self, row: VideoRow, tracking: Tracking) -> None:
-        self._write(
-            tracking,
-            _insert(
-                "rm_videos",
-                ("seq", *VIDEO_COLUMNS),
-                {"seq": tracking.notification_id, **row.__dict__},
-            ),
-        )
+        entry = {"seq": tracking.notification_id, **row.__dict__}
+        self._pending().insert("rm_videos", ("seq", *VIDEO_COLUMNS), entry)
 
     def update_video(
         self, video_id: UUID, changes: dict[str, Any], at: datetime, tracking: Tracking
     ) -> None:
-        self._write(tracking, _update("rm_videos", video_id, {**changes, "updated_at": at}))
+        self._pending().update("rm_videos", video_id, {**changes, "updated_at": at})
 
     def remove_video(self, video_id: UUID, tracking: Tracking) -> None:
-        self._write(tracking, ("DELETE FROM {p}rm_videos WHERE id = :id", {"id": video_id}))
+        self._pending().delete("rm_videos", video_id)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -509,15 +514,12 @@ class SqlReadModels(ReadModelView):
         return Page(items, int(total), page, limit)
 
 
-def _insert(table: str, columns: tuple[str, ...], values: dict[str, Any]) -> tuple[str, dict]:
-    names = ", ".join(columns)
-    marks = ", ".join(f":{c}" for c in columns)
-    return f"INSERT INTO {{p}}{table} ({names}) VALUES ({marks})", {c: values[c] for c in columns}
-
-
-def _update(table: str, row_id: UUID, changes: dict[str, Any]) -> tuple[str, dict]:
-    sets = ", ".join(f"{c} = :{c}" for c in changes)
-    return f"UPDATE {{p}}{table} SET {sets} WHERE id = :row_id", {**changes, "row_id": row_id}
+def on_conflict(rows: Rows) -> str:
+    """An upsert's clause: the row named by its key is replaced."""
+    if rows.kind != "upsert":
+        return ""
+    sets = ", ".join(f"{c} = excluded.{c}" for c in rows.columns if c != rows.key)
+    return f" ON CONFLICT ({rows.key}) DO UPDATE SET {sets}"
 
 
 def _select(table: str, columns: tuple[str, ...]) -> str:
