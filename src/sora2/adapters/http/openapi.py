@@ -39,7 +39,9 @@ SWAGGER_FILES = Path(str(files("swagger_ui") / "static"))
 DESCRIPTION = (
     "Sora2 turns text prompts into videos. Buy credits through orders, spend them to "
     "generate videos, follow progress live (SSE), download and share. Every error answers "
-    "`{error, message, statusCode}` (a 400 may add `details: [{field, message}]`). "
+    "`{error, message, statusCode}` (a 400 may add `details: [{field, message}]`), also a "
+    "request the server refuses before any route: 400 for a malformed request line or a "
+    "control character in a header, 431 for a request head over 16 KiB. "
     "Authenticate with `Authorization: Bearer <accessToken>`; the refresh token travels in "
     "the HttpOnly `refreshToken` cookie. Every response carries `X-Request-ID` (yours, if you "
     "send a usable one: up to 128 of `A-Za-z0-9-_.:/+=@`), which the server's log lines of "
