@@ -3,10 +3,15 @@
 Each kind has its own secret and a `typ` claim, so one can never pass for the other.
 An access token carries the user's role when it was issued; a role change ends the
 session (a new epoch), so a token never outlives the role it names.
+
+A client sends the same access token with every request until it refreshes: its claims,
+once verified, are kept (by the token's exact text, until the token's own expiry) instead
+of checking its signature again, which cost a tenth of a signed-in read.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -16,6 +21,7 @@ import jwt
 from sora2.domain.errors import NotAuthenticated
 
 ALGORITHM = "HS256"
+MAX_REMEMBERED = 50_000  # verified access tokens kept; past it the memory starts again empty
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class TokenSigner:
         self.refresh_secret = refresh_secret
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
+        self._verified: dict[str, tuple[AccessClaims, float]] = {}  # token: claims, expiry
 
     def access_token(
         self, user_id: UUID, session_id: UUID, epoch: int, now: datetime, role: str = "USER"
@@ -70,16 +77,24 @@ class TokenSigner:
         return jwt.encode(claims, self.refresh_secret, algorithm=ALGORITHM)
 
     def read_access(self, token: str) -> AccessClaims:
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            return known[0]
         claims = self._decode(token, self.access_secret, "access", ("sub", "sid", "epoch"))
         try:
             role = claims.get("role", "USER")
             if not isinstance(role, str):
                 raise TypeError("role")
-            return AccessClaims(
+            access = AccessClaims(
                 UUID(claims["sub"]), UUID(claims["sid"]), int(claims["epoch"]), role
             )
+            expiry = float(claims["exp"])
         except (ValueError, TypeError):
             raise NotAuthenticated("invalid access token") from None
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[token] = (access, expiry)
+        return access
 
     def read_refresh(self, token: str) -> RefreshClaims:
         claims = self._decode(token, self.refresh_secret, "refresh", ("sid", "jti"))
