@@ -27,6 +27,7 @@ from sora2.adapters.http.controllers.users import UsersController
 from sora2.adapters.http.controllers.videos import VideosController
 from sora2.adapters.http.draining import StreamDrain, drain_on_stop_signals
 from sora2.adapters.http.errors import error_response
+from sora2.adapters.http.handler_thread import check_access_in_handler_threads
 from sora2.adapters.http.headers import json_error_headers, security_headers
 from sora2.adapters.http.idempotency import IdempotencyMiddleware
 from sora2.adapters.http.json_limits import JsonDepthMiddleware
@@ -103,7 +104,7 @@ def create_app(
         route_handlers=handlers,
         dependencies={
             "sora2": Provide(lambda: sora2, use_cache=True, sync_to_thread=False),
-            "user": Provide(current_user, sync_to_thread=True),
+            "user": Provide(current_user, sync_to_thread=False),
         },
         exception_handlers={Exception: error_response},
         state=State({"sora2": sora2}),  # for guards, which run before dependencies
@@ -145,6 +146,7 @@ def create_app(
     )
     # outside routing, errors and CORS, so every answer (a router's 404 too) has its id and
     # its log line; `sora2 serve` calls `app.state.drain_streams()` when told to stop
+    check_access_in_handler_threads(app)
     drain = StreamDrain(app.asgi_handler)
     app.asgi_handler = RequestLog(drain)
     app.state.drain_streams = drain.drain

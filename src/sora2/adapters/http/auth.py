@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 
+from sora2.adapters.http.handler_thread import SignIn
 from sora2.adapters.security.tokens import AccessClaims
 from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
@@ -53,9 +54,10 @@ def signed_in_user(scope: dict[str, Any], tokens: Any) -> str | None:
         return None
 
 
-def current_user(request: Request, sora2: NamedDependency[Sora2]) -> UserRow:
-    claims = access_claims(request.scope, sora2.tokens)  # type: ignore[arg-type]
-    return sora2.accounts.authenticate(claims.user_id, claims.session_id, claims.epoch)
+def current_user(request: Request, sora2: NamedDependency[Sora2]) -> SignIn:
+    """The `user` of a handler: the token is read here, on the loop (401 at once); the
+    session is checked in the handler's own thread (`handler_thread.py`)."""
+    return SignIn(sora2.accounts, access_claims(request.scope, sora2.tokens))  # type: ignore[arg-type]
 
 
 def current_admin(request: Request, sora2: NamedDependency[Sora2]) -> UserRow:

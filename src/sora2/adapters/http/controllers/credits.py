@@ -11,10 +11,10 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.handler_thread import SignedIn
 from sora2.adapters.http.payment_answers import payment_answers
 from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.application.command_ids import keyed_id
-from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 
 PageNumber = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page")]
@@ -32,9 +32,7 @@ class CreditsController(Controller):
         responses=documented(401, 429),
         summary="The current credit balance",
     )
-    def get_balance(
-        self, user: NamedDependency[UserRow], sora2: NamedDependency[Sora2]
-    ) -> schemas.Balance:
+    def get_balance(self, user: SignedIn, sora2: NamedDependency[Sora2]) -> schemas.Balance:
         return schemas.Balance(sora2.credits.balance(user.id))
 
     @get(
@@ -45,7 +43,7 @@ class CreditsController(Controller):
     )
     def list_transactions(
         self,
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
@@ -67,7 +65,7 @@ class CreditsController(Controller):
     def recharge_credits(
         self,
         data: JSONBody[schemas.OrderRequest],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:

@@ -12,10 +12,10 @@ from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.handler_thread import SignedIn
 from sora2.adapters.http.payment_answers import payment_answers
 from sora2.adapters.http.schemas import IdempotencyKey
 from sora2.application.command_ids import keyed_id
-from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 
 
@@ -34,7 +34,7 @@ class OrdersController(Controller):
     def create_order(
         self,
         data: JSONBody[schemas.OrderRequest],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Order:
@@ -51,7 +51,7 @@ class OrdersController(Controller):
     )
     def list_orders(
         self,
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
@@ -71,7 +71,7 @@ class OrdersController(Controller):
     def get_order(
         self,
         order_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.Order:
         return presenters.order(sora2.orders.get(user.id, order_id))
@@ -87,7 +87,7 @@ class OrdersController(Controller):
     def pay_order(
         self,
         order_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Payment:
@@ -111,7 +111,7 @@ class OrdersController(Controller):
     def cancel_order(
         self,
         order_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.Order:
         return presenters.order(sora2.orders.cancel(user.id, order_id))

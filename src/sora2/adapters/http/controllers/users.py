@@ -14,8 +14,8 @@ from sora2.adapters.http import presenters, schemas
 from sora2.adapters.http.auth import BEARER_SECURITY
 from sora2.adapters.http.cookies import refresh_cookie
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.handler_thread import SignedIn
 from sora2.application.accounts import AVATAR_MAX_BYTES
-from sora2.application.projections.rows import UserRow
 from sora2.bootstrap import Sora2
 from sora2.domain.errors import InvalidInput, TooLarge
 
@@ -35,9 +35,7 @@ class UsersController(Controller):
         responses=documented(401, 429),
         summary="The signed-in user's profile",
     )
-    def get_profile(
-        self, user: NamedDependency[UserRow], sora2: NamedDependency[Sora2]
-    ) -> schemas.User:
+    def get_profile(self, user: SignedIn, sora2: NamedDependency[Sora2]) -> schemas.User:
         return presenters.user(sora2.accounts.profile(user.id), sora2.settings.public_url)
 
     @put(
@@ -51,7 +49,7 @@ class UsersController(Controller):
     def update_profile(
         self,
         data: JSONBody[schemas.UpdateProfileRequest],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.User:
         row = sora2.accounts.update_profile(
@@ -69,7 +67,7 @@ class UsersController(Controller):
     def change_password(
         self,
         data: JSONBody[schemas.ChangePasswordRequest],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> Response[schemas.PasswordChanged]:
         grant = sora2.accounts.change_password(user.id, data.current_password, data.new_password)
@@ -94,7 +92,7 @@ class UsersController(Controller):
     def upload_avatar(
         self,
         data: Annotated[AvatarUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.User:
         upload = data.file

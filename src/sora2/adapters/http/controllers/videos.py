@@ -4,7 +4,7 @@ download, thumbnail and share."""
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import anyio
@@ -17,6 +17,7 @@ from sora2.adapters.http.auth import BEARER_SECURITY, current_user
 from sora2.adapters.http.controllers.credits import PageNumber, PageSize
 from sora2.adapters.http.controllers.public import Expires, Signature
 from sora2.adapters.http.errors import documented
+from sora2.adapters.http.handler_thread import SignedIn
 from sora2.adapters.http.live_progress import (
     EVENT_ID_PATTERN,
     STREAM_RESPONSES,
@@ -70,7 +71,7 @@ class VideosController(Controller):
     def create_video(
         self,
         data: JSONBody[schemas.GenerateRequest],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
@@ -96,7 +97,7 @@ class VideosController(Controller):
     async def create_video_stream(
         self,
         data: JSONBody[schemas.GenerateRequest],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
         last_event_id: LastEventId = None,
@@ -139,8 +140,12 @@ class VideosController(Controller):
             if named != video_id:
                 raise NotFound("Last-Event-ID names another video")
         if request.headers.get("authorization") or (expires is None and signature is None):
-            user = await anyio.to_thread.run_sync(current_user, request, sora2)  # else 401
-            row = await anyio.to_thread.run_sync(sora2.videos.get, user.id, video_id)
+            sign_in = current_user(request, sora2)  # else 401
+
+            def own_video() -> Any:  # the check and the read: one thread hand-off
+                return sora2.videos.get(sign_in.user().id, video_id)
+
+            row = await anyio.to_thread.run_sync(own_video)
         else:
             sora2.links.check(presenters.events_path(video_id), expires, signature)
             row = await anyio.to_thread.run_sync(sora2.videos.linked, video_id)
@@ -154,7 +159,7 @@ class VideosController(Controller):
     )
     def list_videos(
         self,
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         page: PageNumber = 1,
         limit: PageSize = 20,
@@ -176,7 +181,7 @@ class VideosController(Controller):
     def get_video(
         self,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.Video:
         row = sora2.videos.get(user.id, video_id)
@@ -191,7 +196,7 @@ class VideosController(Controller):
     def get_video_status(
         self,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.VideoStatus:
         return presenters.video_status(sora2.videos.get(user.id, video_id))
@@ -206,7 +211,7 @@ class VideosController(Controller):
     def delete_video(
         self,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> None:
         sora2.videos.delete(user.id, video_id)
@@ -221,7 +226,7 @@ class VideosController(Controller):
     def regenerate_video(
         self,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         idempotency_key: IdempotencyKey = None,
     ) -> schemas.Video:
@@ -239,7 +244,7 @@ class VideosController(Controller):
     def cancel_video(
         self,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.Video:
         row = sora2.videos.cancel(user.id, video_id)
@@ -256,7 +261,7 @@ class VideosController(Controller):
         self,
         request: Request,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         byte_range: RangeHeader = None,
         if_none_match: IfNoneMatch = None,
@@ -274,7 +279,7 @@ class VideosController(Controller):
         self,
         request: Request,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
         byte_range: RangeHeader = None,
         if_none_match: IfNoneMatch = None,
@@ -291,7 +296,7 @@ class VideosController(Controller):
     def share_video(
         self,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> schemas.Share:
         shared = sora2.videos.share(user.id, video_id)
@@ -307,7 +312,7 @@ class VideosController(Controller):
     def revoke_video_share(
         self,
         video_id: FromPath[UUID],
-        user: NamedDependency[UserRow],
+        user: SignedIn,
         sora2: NamedDependency[Sora2],
     ) -> None:
         sora2.videos.revoke_share(user.id, video_id)
