@@ -144,9 +144,9 @@ def create_app(
         debug=False,
         logging_config=None,  # the process set up logging (sora2.adapters.logs)
     )
+    check_access_in_handler_threads(app)  # once every handler is registered
     # outside routing, errors and CORS, so every answer (a router's 404 too) has its id and
     # its log line; `sora2 serve` calls `app.state.drain_streams()` when told to stop
-    check_access_in_handler_threads(app)
     drain = StreamDrain(app.asgi_handler)
     app.asgi_handler = RequestLog(drain)
     app.state.drain_streams = drain.drain
