@@ -19,11 +19,12 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict, InsufficientCredits, InvalidInput
+from sora2.domain.flat_copy import FlatCopy
 
 MAX_ADJUSTMENT = 1_000_000  # credits one adjustment may move, either way
 
 
-class CreditLedger(Aggregate):
+class CreditLedger(FlatCopy, Aggregate):
     class Opened(Aggregate.Created):
         user_id: UUID
 

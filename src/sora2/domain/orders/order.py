@@ -18,6 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict, InvalidInput
+from sora2.domain.flat_copy import FlatCopy
 from sora2.domain.text import check_text, scrub_text
 
 PAYMENT_METHODS = ("ALIPAY", "WECHAT", "STRIPE")
@@ -25,7 +26,7 @@ MAX_CREDITS_PER_ORDER = 1_000_000
 MAX_REASON_LENGTH = 500
 
 
-class Order(Aggregate):
+class Order(FlatCopy, Aggregate):
     class Created(Aggregate.Created):
         user_id: UUID
         credits: int

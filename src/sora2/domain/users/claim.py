@@ -10,11 +10,12 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict
+from sora2.domain.flat_copy import FlatCopy
 
 KINDS = ("email", "username")
 
 
-class Claim(Aggregate):
+class Claim(FlatCopy, Aggregate):
     class Made(Aggregate.Created):
         kind: str
         value: str

@@ -10,9 +10,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import NotAuthenticated
+from sora2.domain.flat_copy import FlatCopy
 
 
-class Session(Aggregate):
+class Session(FlatCopy, Aggregate):
     class Started(Aggregate.Created):
         user_id: UUID
         token_id: UUID

@@ -14,12 +14,13 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict, InvalidInput, NotAuthenticated
+from sora2.domain.flat_copy import FlatCopy
 from sora2.domain.users.rules import check_username, normalize_email
 
 ROLES = ("USER", "ADMIN")
 
 
-class User(Aggregate):
+class User(FlatCopy, Aggregate):
     suspended = False  # for snapshots taken before suspension existed
 
     class Registered(Aggregate.Created):

@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from sora2.domain.errors import Conflict, InvalidInput
+from sora2.domain.flat_copy import FlatCopy
 from sora2.domain.text import check_text, scrub_text
 
 DURATIONS = (5, 10, 15, 20)
@@ -27,7 +28,7 @@ FAILURE_CODES = (
 )
 
 
-class Video(Aggregate):
+class Video(FlatCopy, Aggregate):
     error_code = None  # for snapshots taken before failure codes existed
 
     class Requested(Aggregate.Created):
