@@ -141,6 +141,32 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {schema}.{events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(**names)
+        self._events_after_version = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{events} "
+            "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
+        ).format(**names)
+
+    def select_events(
+        self,
+        originator_id: Any,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """The library's query, with the one every load makes (an aggregate's events after
+        a version: a cached one's fast-forward, or the events after its snapshot) composed
+        once: the library composes its statement anew for each call, a fifth of a load."""
+        if lte is not None or desc or limit is not None:
+            return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        return self._events_after(originator_id, 0 if gt is None else gt)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _events_after(self, originator_id: Any, version: int) -> list[StoredEvent]:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._events_after_version, (originator_id, version), prepare=True)
+            return [StoredEvent(o, v, t, bytes(s)) for o, v, t, s in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_records(self, after: int, limit: int) -> list[Stored]:

@@ -74,7 +74,10 @@ class EventLog(Application[UUID]):
     def commit(self, *aggregates: Aggregate | None) -> int | None:
         """Save the aggregates' new events atomically; the last notification id, if any."""
         pending: ProcessingEvent[UUID] = ProcessingEvent()
-        pending.collect_events(*aggregates)
+        for aggregate in aggregates:  # `pending.collect_events` without its two isinstance
+            if aggregate is not None:  # checks against runtime Protocols per aggregate
+                pending.events.extend(aggregate.collect_events())
+                pending.aggregates[aggregate.id] = aggregate
         if not pending.events:
             return None
         recordings = self._group.save(pending)

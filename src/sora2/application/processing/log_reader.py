@@ -35,18 +35,23 @@ class LogReader:
         Stops before the first event that cannot be decoded; raises Undecodable if that is
         the very first one, so the caller can report exactly where it is stuck.
         """
-        notifications = self.log.recorder.select_notifications(
-            start=after + 1, limit=limit, stop=up_to
-        )
+        if up_to is None:
+            records = self.read_records(after, limit)
+        else:
+            notifications = self.log.recorder.select_notifications(
+                start=after + 1, limit=limit, stop=up_to
+            )
+            records = [Stored(n.id, n.topic, n) for n in notifications]
+        to_domain_event = self.log.mapper.to_domain_event
         events: list[Stored] = []
-        for notification in notifications:
+        for record in records:
             try:
-                domain_event = self.log.mapper.to_domain_event(notification)
+                domain_event = to_domain_event(record.event)
             except Exception as error:
                 if events:
                     return events
-                raise Undecodable(notification.id, notification.topic, _brief(error)) from None
-            events.append(Stored(notification.id, notification.topic, domain_event))
+                raise Undecodable(record.position, record.topic, _brief(error)) from None
+            events.append(Stored(record.position, record.topic, domain_event))
         return events
 
     def read_records(self, after: int, limit: int) -> list[Stored]:
