@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from sora2.adapters import ledger_chain
 from sora2.application.audit import LedgerAudit
 from sora2.application.processing.log_reader import LogReader
 from sora2.bootstrap import Sora2, audit_store, bootstrap
@@ -110,6 +111,37 @@ def test_a_log_without_links_is_reported_then_linked_by_the_backlog(apps: list[S
     apps[1].accounts.register("late@example.com", "late", "password123")  # links go on
     apps[0].read_models.catch_up()
     assert LedgerAudit(audit_store(apps[0])).verify().ok
+
+
+@pytest.mark.postgres
+def test_links_are_written_page_by_page_past_a_backlog_longer_than_a_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's chain function walks the unlinked events a page at a time (an index
+    scan from the head): a backlog of many pages is linked whole, by the backlog step and
+    by an insert alike."""
+    monkeypatch.setattr(ledger_chain, "CHAIN_PAGE", 7)
+    with postgres_settings(tmp_path) as settings:
+        app = bootstrap(settings, hasher=FastHasher())
+        app.jobs.shutdown()
+        try:
+            for i in range(6):
+                user = app.accounts.register(f"p{i}@example.com", f"page{i}", "password123")
+                app.videos.request(user.user.id, "a cat", 5, "16:9")
+            assert app.log.position > 3 * 7
+            delete_links(app)
+            head = LedgerAudit(audit_store(app)).checkpoint_head()
+            assert head is not None and head.position == app.log.position
+            assert LedgerAudit(audit_store(app)).verify().ok
+
+            delete_links(app)
+            app.accounts.register("late@example.com", "late", "password123")
+            app.read_models.catch_up()
+            report = LedgerAudit(audit_store(app)).verify()
+            assert report.ok, report.problems[:3]
+            assert report.chained_up_to == report.log_position == app.log.position
+        finally:
+            app.close()
 
 
 def test_records_read_for_the_relay_are_the_stored_notifications(apps: list[Sora2]) -> None:
