@@ -12,7 +12,8 @@ duplicate window.
 Speed: publishing is pipelined. Up to `window` pages are on the wire at once (their acks
 arrive on one inbox of the connection), the next page is read and mapped while the acks of
 the previous ones come in, and the position is recorded in a thread meanwhile, once for all
-the pages acknowledged by then.
+the pages acknowledged by then. A page goes to the connection as one write of frames we
+build ourselves (`frames.py`): all of it or, if the connection refuses it, none.
 
 Order: every message but the first after an acknowledged position names its predecessor
 (`Nats-Expected-Last-Msg-Id`), across pages too, so JetStream refuses to store an event after
@@ -37,10 +38,12 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import resolve_topic
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from sora2.adapters.nats.frames import check_subject, hpub, write
 from sora2.application.event_catalog import public_message, public_message_of_state
 from sora2.application.event_log import EventLog
 from sora2.application.processing.log_reader import LogReader
@@ -141,7 +144,7 @@ class NatsRelay:
         self.tracking_recorder = tracking_recorder
         self.nats_url = nats_url
         self.stream = stream
-        self.subject_prefix = subject_prefix
+        self.subject_prefix = check_subject(subject_prefix)  # event types are plain words
         self.name = name
         self.page_size = page_size
         self.poll_interval = poll_interval
@@ -442,7 +445,8 @@ class NatsRelay:
         """Put a page on the wire behind the ones already there (at most `window` at once).
 
         This is `js.publish` (a request whose reply is the ack) with the pages in flight at
-        once. It is not `js.publish_async`: in nats-py 2.16 that leaves the future pending
+        once, each page framed by us and queued as one write (`frames.py`). It is not
+        `js.publish_async`: in nats-py 2.16 that leaves the future pending
         when JetStream answers with an error, so one refusal would cost the whole ack timeout.
         The first event sent while nothing is on the wire expects nothing: its predecessor
         was acked before our position moved past it (by us or another relay).
@@ -470,30 +474,36 @@ class NatsRelay:
             self._settler = loop.create_task(self._settle_in_order())
         every = self._careful or not sparse  # else only the page's last message is acked
         last = len(page) - 1
+        frames: list[bytes] = []
+        payload_bytes = 0
+        for index, message in enumerate(page):
+            if len(message.payload) > nc.max_payload:
+                sending.failure = f"publishing failed: {MaxPayloadError()}"
+                break
+            reply = ""
+            if every or index == last:
+                number = self._next_reply
+                self._next_reply += 1
+                self._replies[number] = (sending, index)
+                sending.asked.append(index)
+                sending.waiting += 1
+                reply = f"{self._inbox}.{number}"
+            expected = f"Nats-Expected-Last-Msg-Id: {previous}\r\n" if previous else ""
+            headers = f"Nats-Msg-Id: {message.msg_id}\r\n{POSITION_HEADER}: {message.position}\r\n"
+            frames.append(hpub(message.subject, reply, headers + expected, message.payload))
+            payload_bytes += len(message.payload)
+            previous = message.msg_id
         try:
-            for index, message in enumerate(page):
-                if sending.abandoned:
-                    break  # refused anyway: it names a predecessor the stream does not hold
-                headers = {"Nats-Msg-Id": message.msg_id, POSITION_HEADER: str(message.position)}
-                if previous is not None:
-                    headers["Nats-Expected-Last-Msg-Id"] = previous
-                reply = ""
-                if every or index == last:
-                    number = self._next_reply
-                    self._next_reply += 1
-                    self._replies[number] = (sending, index)
-                    sending.asked.append(index)
-                    sending.waiting += 1
-                    reply = f"{self._inbox}.{number}"
-                sending.sent += 1
-                await nc.publish(message.subject, message.payload, reply=reply, headers=headers)
-                previous = message.msg_id
-        except Exception as exc:  # disconnected, buffer full: the sent ones may still be acked
-            sending.sent -= 1
-            if sending.asked and sending.asked[-1] == sending.sent:
-                sending.asked.pop()
-                sending.waiting -= 1
+            await write(nc, frames, payload_bytes)
+            sending.sent = len(frames)
+        except Exception as exc:  # disconnected, buffer full: none of the page went out
+            for number in [n for n, (p, _) in self._replies.items() if p is sending]:
+                del self._replies[number]
+            sending.asked.clear()
+            sending.waiting = 0
             sending.failure = f"publishing failed: {exc!r}"
+        if sending.sent < len(page):  # what follows names an event the stream lacks: refused
+            previous = page[-1].msg_id
         sending.sending_ended()
         if not sending.abandoned:
             self._chain = previous
