@@ -29,8 +29,8 @@ import asyncio
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import msgspec
@@ -64,6 +64,7 @@ POSITION_HEADER = "Sora2-Log-Position"  # the event's notification id in the log
 WINDOW = 2  # pages on the wire at once
 
 _json = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder().decode
 
 
 class RelayError(Exception):
@@ -114,9 +115,9 @@ class _Page:
         return known, self.failure
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One event ready to publish: where it sits in the log, and what goes on the wire."""
+class Outgoing(NamedTuple):
+    """One event ready to publish: where it sits in the log, and what goes on the wire.
+    (A tuple: built for every event published, at half the cost of a frozen dataclass.)"""
 
     position: int
     msg_id: str
@@ -397,32 +398,43 @@ class NatsRelay:
 
     def _read_page(self, after: int) -> list[Outgoing]:
         """The page after `after`, mapped (runs in a thread: it reads the database)."""
-        return [self.outgoing_record(s) for s in self.reader.read_records(after, self.page_size)]
+        return self.outgoing_records(self.reader.read_records(after, self.page_size))
 
-    def outgoing_record(self, stored: Stored) -> Outgoing:
-        """The message of a stored record: its JSON mapped straight to the public payload,
-        or (any other case) decoded to the event first; the same bytes either way."""
-        record = stored.event
+    def outgoing_records(self, batch: Sequence[Stored]) -> list[Outgoing]:
+        """The messages of stored records: each one's JSON mapped straight to the public
+        payload, or (any other case) decoded to the event first; the same bytes either way.
+        A page at a time: what holds for every record is looked up once."""
         mapper = self.log.mapper
-        payload = None
-        if mapper.cipher is None and mapper.compressor is None:
-            event_class = resolve_topic(record.topic)
+        if mapper.cipher is not None or mapper.compressor is not None:
+            return [
+                self.outgoing(Stored(s.position, s.topic, mapper.to_domain_event(s.event)))
+                for s in batch
+            ]
+        classes: dict[str, type] = {}
+        subject = f"{self.subject_prefix}.".__add__
+        messages = []
+        for position, topic, record in batch:
+            if (event_class := classes.get(topic)) is None:
+                event_class = classes[topic] = resolve_topic(topic)
             payload = public_message_of_state(
                 event_class,
                 record.originator_id,
                 record.originator_version,
-                msgspec.json.decode(record.state),
+                _decode(record.state),
             )
-        if payload is None:
-            return self.outgoing(
-                Stored(stored.position, stored.topic, mapper.to_domain_event(record))
-            )
-        return Outgoing(
-            stored.position,
-            payload["eventId"],
-            f"{self.subject_prefix}.{payload['type']}",
-            _json.encode(payload),
-        )
+            if payload is None:
+                stored = Stored(position, topic, mapper.to_domain_event(record))
+                messages.append(self.outgoing(stored))
+            else:
+                messages.append(
+                    Outgoing(
+                        position,
+                        payload["eventId"],
+                        subject(payload["type"]),
+                        _json.encode(payload),
+                    )
+                )
+        return messages
 
     def outgoing(self, stored: Stored) -> Outgoing:
         kind, payload = public_message(stored.event)

@@ -51,7 +51,7 @@ class RelayProcessor(Processor):
         return self.relay.position
 
     def process(self, after: int, batch: Sequence[Stored]) -> None:
-        messages = [self.relay.outgoing_record(stored) for stored in batch]  # lane's thread
+        messages = self.relay.outgoing_records(batch)  # in the lane's thread
         self._sent()
         handing = asyncio.run_coroutine_threadsafe(
             self.relay.publish_stored(after, messages), self._loop

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
 
 
-@dataclass(frozen=True)
-class Stored:
-    """One event as the log holds it: its position (notification id) and the domain event."""
+class Stored(NamedTuple):
+    """One event as the log holds it: its position (notification id) and the domain event.
+    (A tuple: built for every event read, at half the cost of a frozen dataclass.)"""
 
     position: int
     topic: str
