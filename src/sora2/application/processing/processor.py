@@ -47,6 +47,9 @@ class Processor(ABC):
     # Handed the stored records instead of decoded events (`LogReader.read_records`): the
     # NATS relay maps the stored JSON straight to its messages.
     reads_records: bool = False
+    # While it applies a page of a backlog, the lane reads the next one in a thread: for a
+    # processor whose work does not wait on the database (`read_ahead.py`).
+    reads_ahead: bool = False
 
     @abstractmethod
     def position(self) -> int:
