@@ -490,7 +490,7 @@ class NatsRelay:
         payload_bytes = 0
         for index, message in enumerate(page):
             if len(message.payload) > nc.max_payload:
-                sending.failure = f"publishing failed: {MaxPayloadError()}"
+                sending.failure = f"publishing failed: {MaxPayloadError()!r}"
                 break
             reply = ""
             if every or index == last:
