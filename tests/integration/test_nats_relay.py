@@ -20,8 +20,11 @@ from typing import Any
 
 import nats
 import pytest
+from nats.errors import OutboundBufferLimitError
 from nats.js.api import DiscardPolicy, StreamConfig
 
+from sora2.adapters.nats import relay as relay_module
+from sora2.adapters.nats.frames import write
 from sora2.adapters.nats.relay import NatsRelay, RelayError, relay_from_settings
 from sora2.adapters.nats.relay_processor import RelayProcessor
 from sora2.application.event_catalog import public_message
@@ -344,6 +347,36 @@ def test_a_page_jetstream_partly_refuses_is_tracked_up_to_the_refusal_and_finish
             await nc.close()
 
     asyncio.run(scenario())
+    assert_log_order_once(asyncio.run(read_stream(names)), expected, names.prefix)
+
+
+def test_a_page_the_connection_refuses_goes_out_whole_on_the_next_run(
+    sora2: Sora2, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buy_and_render(sora2, "fay")
+    expected = stored(sora2)
+    writes = []
+
+    async def refuse_the_second(nc: Any, frames: list[bytes], payload_bytes: int) -> None:
+        writes.append(len(frames))
+        if len(writes) == 2:  # as when disconnected with the reconnect buffer full
+            raise OutboundBufferLimitError
+        await write(nc, frames, payload_bytes)
+
+    monkeypatch.setattr(relay_module, "write", refuse_the_second)
+
+    async def scenario() -> None:
+        relay = make_relay(sora2, names, page_size=4, ack_timeout=5)
+        await relay.start()
+        try:
+            with pytest.raises(RelayError, match="accepted 0 of 4 .*publishing failed"):
+                await relay.catch_up()  # at once: no ack is awaited for what never went out
+            assert await asyncio.to_thread(lambda: relay.position) == 4
+            assert await relay.catch_up() == len(expected) - 4
+        finally:
+            await relay.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=4))
     assert_log_order_once(asyncio.run(read_stream(names)), expected, names.prefix)
 
 

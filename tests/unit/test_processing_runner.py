@@ -15,7 +15,7 @@ import pytest
 from sora2.adapters.event_store import sqlite_env
 from sora2.application.event_log import EventLog
 from sora2.application.processing.log_reader import LogReader
-from sora2.application.processing.processor import Processor, Stored
+from sora2.application.processing.processor import PositionMoved, Processor, Stored
 from sora2.application.processing.runner import Lane, ProcessingRunner
 from sora2.domain.credits.ledger import CreditLedger
 
@@ -110,3 +110,65 @@ def test_waiting_is_woken_by_the_lane_and_bounded(log: EventLog) -> None:
         assert not lane.wait_for(position + 100, timeout=0.2)  # never reached: bounded
     finally:
         runner.stop()
+
+
+class Watched(LogReader):
+    """A reader that tells when it is asked for the page after a position."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__(log)
+        self.asked: dict[int, threading.Event] = {}
+
+    def asked_after(self, after: int) -> threading.Event:
+        return self.asked.setdefault(after, threading.Event())
+
+    def read(self, after: int, limit: int, up_to: int | None = None) -> list[Stored]:
+        self.asked_after(after).set()
+        return super().read(after, limit, up_to)
+
+
+class Slow(Recorder):
+    """Applies a page only once the next one has been asked for (or gives up waiting)."""
+
+    reads_ahead = True
+
+    def __init__(self, reader: Watched) -> None:
+        super().__init__()
+        self.reader = reader
+        self.overlapped: list[bool] = []
+
+    def process(self, after: int, batch: Sequence[Stored]) -> None:
+        self.overlapped.append(self.reader.asked_after(batch[-1].position).wait(timeout=2))
+        super().process(after, batch)
+
+
+def test_a_lane_reads_the_next_page_of_a_backlog_while_it_applies_this_one(log: EventLog) -> None:
+    for _ in range(10):
+        save_ledger(log, 1)
+    reader = Watched(log)
+    slow = Slow(reader)
+    lane = Lane(slow, reader, batch_size=6)
+    assert lane.catch_up() == 20
+    assert [len(b) for b in slow.batches] == [6, 6, 6, 2]
+    assert slow.overlapped[:3] == [True, True, True]  # the short last page is the head
+
+
+class Overtaken(Recorder):
+    """Another process applies events 1..3 while this one is handed 1..6."""
+
+    reads_ahead = True
+
+    def process(self, after: int, batch: Sequence[Stored]) -> None:
+        if after == 0:
+            self._position = 3
+            raise PositionMoved
+        super().process(after, batch)
+
+
+def test_a_page_read_ahead_is_dropped_when_the_lane_goes_on_from_elsewhere(log: EventLog) -> None:
+    for _ in range(10):
+        save_ledger(log, 1)
+    overtaken = Overtaken()
+    lane = Lane(overtaken, LogReader(log), batch_size=6)
+    lane.catch_up()
+    assert overtaken.batches == [[4, 5, 6, 7, 8, 9], list(range(10, 16)), list(range(16, 21))]

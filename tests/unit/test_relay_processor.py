@@ -31,8 +31,8 @@ class GatedRelay:
     def gate(self, after: int) -> threading.Event:
         return self.gates.setdefault(after, threading.Event())
 
-    def outgoing_record(self, stored: Stored) -> Stored:
-        return stored
+    def outgoing_records(self, batch: list[Stored]) -> list[Stored]:
+        return batch
 
     async def publish_stored(self, after: int, batch: list[Any]) -> int:
         self.handed.append(after)

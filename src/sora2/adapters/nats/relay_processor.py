@@ -2,10 +2,11 @@
 
 nats-py is asyncio; the lane is a thread. The relay's connection lives on an event loop of
 its own, in a thread of its own, so the client keeps its pings and reconnects between
-batches. The lane maps a batch to messages itself, hands it to that loop and goes on to read
-and map the next one while it is sent; the acks come in and the position is tracked
-meanwhile (at most the relay's window of pages on the wire). So the lane's position counts events
-sent; the tracked position, where a restart resumes, only moves past acknowledged ones.
+batches. The lane maps a batch to messages itself (a page at a time, while the next page is
+read ahead), hands it to that loop and goes on to map the next one while it is sent; the
+acks come in and the position is tracked meanwhile (at most the relay's window of pages on
+the wire). So the lane's position counts events sent; the tracked position, where a restart
+resumes, only moves past acknowledged ones.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RelayProcessor(Processor):
     name = RELAY_NAME
     retry_on_poke = False  # NATS away: back off, whatever the traffic
     reads_records = True  # maps the stored JSON itself, without building the events
+    reads_ahead = True  # mapping and publishing a page is Python: the next read overlaps it
 
     def __init__(self, relay: NatsRelay) -> None:
         self.relay = relay
@@ -51,7 +53,7 @@ class RelayProcessor(Processor):
         return self.relay.position
 
     def process(self, after: int, batch: Sequence[Stored]) -> None:
-        messages = [self.relay.outgoing_record(stored) for stored in batch]  # lane's thread
+        messages = self.relay.outgoing_records(batch)  # in the lane's thread
         self._sent()
         handing = asyncio.run_coroutine_threadsafe(
             self.relay.publish_stored(after, messages), self._loop

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
 
 
-@dataclass(frozen=True)
-class Stored:
-    """One event as the log holds it: its position (notification id) and the domain event."""
+class Stored(NamedTuple):
+    """One event as the log holds it: its position (notification id) and the domain event.
+    (A tuple: built for every event read, at half the cost of a frozen dataclass.)"""
 
     position: int
     topic: str
@@ -48,6 +47,9 @@ class Processor(ABC):
     # Handed the stored records instead of decoded events (`LogReader.read_records`): the
     # NATS relay maps the stored JSON straight to its messages.
     reads_records: bool = False
+    # While it applies a page of a backlog, the lane reads the next one in a thread: for a
+    # processor whose work does not wait on the database (`read_ahead.py`).
+    reads_ahead: bool = False
 
     @abstractmethod
     def position(self) -> int:

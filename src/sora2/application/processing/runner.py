@@ -2,7 +2,8 @@
 
 Each processor has a lane: a thread that reads the log from the processor's own position
 and hands it batches that end at a save boundary (what one read returned: committed saves
-are whole; or a full page while it catches up a long backlog). Lanes are independent, so a
+are whole; or a full page while it catches up a long backlog: a processor that asks for it
+gets the next page read in a thread meanwhile, `read_ahead.py`). Lanes are independent, so a
 NATS outage never holds up the read models. Commands of this process wake the lanes at
 once (`poke`); writes of other processes are seen on the next look at the log (`poll`).
 
@@ -30,6 +31,7 @@ from sora2.application.event_log import EventLog
 from sora2.application.processing.leadership import Announcement, Leadership
 from sora2.application.processing.log_reader import LogReader, Undecodable
 from sora2.application.processing.processor import PositionMoved, Processor, Stored
+from sora2.application.processing.read_ahead import ReadAhead
 
 log = logging.getLogger("sora2.processing")
 
@@ -80,6 +82,7 @@ class Lane:
         self._wake = threading.Event()
         self._step_lock = threading.Lock()  # the lane thread and a caller's catch_up()
         self._thread: threading.Thread | None = None
+        self._ahead = ReadAhead(self._read) if processor.reads_ahead else None
 
     # --- what callers see -------------------------------------------------------------------
 
@@ -151,13 +154,9 @@ class Lane:
         if self.stuck is not None and after >= self.stuck.position:
             self.stuck = None  # another process got past it
         try:
-            # One statement reads a consistent set of committed saves, each whole: so a
-            # page shorter than the limit ends at a save boundary. (A full page is a
-            # backlog being caught up; it ends where the limit cut it.)
-            if self.processor.reads_records:
-                batch = self.reader.read_records(after, self.batch_size)
-            else:
-                batch = self.reader.read(after, self.batch_size)
+            batch = self._ahead.take(after) if self._ahead is not None else None
+            if batch is None:
+                batch = self._read(after)
         except Undecodable as bad:
             self._stick(Stuck(bad.position, bad.topic, bad.error))
             return 0
@@ -165,7 +164,17 @@ class Lane:
             self.stuck = None  # the store answers again
         if not batch:
             return 0
+        if self._ahead is not None and len(batch) == self.batch_size:  # a backlog: more to come
+            self._ahead.start(batch[-1].position)
         return self._process(after, batch)
+
+    def _read(self, after: int) -> list[Stored]:
+        # One statement reads a consistent set of committed saves, each whole: so a page
+        # shorter than the limit ends at a save boundary. (A full page is a backlog being
+        # caught up; it ends where the limit cut it.)
+        if self.processor.reads_records:
+            return self.reader.read_records(after, self.batch_size)
+        return self.reader.read(after, self.batch_size)
 
     def _process(self, after: int, batch: Sequence[Stored]) -> int:
         try:
