@@ -21,13 +21,8 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import resolve_topic
 
+from sora2.application.audit.event_fields import LEDGER, ORDER, SESSION, USER, VIDEO, shape_of
 from sora2.application.audit.report import Problem
-
-LEDGER = "sora2.domain.credits.ledger:CreditLedger."
-USER = "sora2.domain.users.user:User."
-SESSION = "sora2.domain.users.session:Session."
-ORDER = "sora2.domain.orders.order:Order."
-VIDEO = "sora2.domain.videos.video:Video."
 
 # event name -> (entry type, sign of the stored amount; 0: the amount is signed already)
 KINDS: dict[str, tuple[str, int]] = {
@@ -191,6 +186,7 @@ class Fold:
         self.versions: dict[bytes, int] = {}
         self.problems: list[Problem] = []
         self._decode = msgspec.json.Decoder().decode
+        self._decoders: dict[str, Any] = {}  # topic -> decode of the fields its handler reads
         self._handlers = {
             **{LEDGER + name: self._entry_of(kind, sign) for name, (kind, sign) in KINDS.items()},
             LEDGER + "Opened": self._ledger_opened,
@@ -212,7 +208,12 @@ class Fold:
         """Fold stored events in log order (the loop every audit spends its time in)."""
         if not batch:
             return
-        versions, handlers, decode = self.versions, self._handlers, self._decode
+        versions, handlers, decoders, decode = (
+            self.versions,
+            self._handlers,
+            self._decoders,
+            self._decode,
+        )
         route = self._route
         for position, originator, version, topic, state in batch:
             last = versions.get(originator, 0)
@@ -223,12 +224,28 @@ class Fold:
             handler = handlers.get(topic)
             if handler is None:
                 handler = handlers[topic] = route(topic)
+            if (fields := decoders.get(topic)) is None:
+                fields = decoders[topic] = self._fields_decoder(topic)
             try:
-                handler(position, originator, version, decode(state))
+                try:
+                    p = fields(state)
+                except msgspec.DecodeError:  # not the usual shape: the whole event, as ever
+                    p = decode(state)
+                handler(position, originator, version, p)
             except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
                 self._undecodable(position, topic, error)
         self.events += len(batch)
         self.position = batch[-1][0]
+
+    def _fields_decoder(self, topic: str) -> Any:
+        """Decode of only the fields the topic's handler reads (`event_fields`)."""
+        try:
+            resolve_topic(topic)
+            known = True
+        except Exception:  # as `_route` finds it: its events are undecodable
+            known = False
+        shape = shape_of(topic, known)
+        return self._decode if shape is None else msgspec.json.Decoder(shape).decode
 
     def _route(self, topic: str) -> Any:
         """The handler of a topic without one of its own (found once per topic); a topic
