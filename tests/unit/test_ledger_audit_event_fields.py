@@ -99,3 +99,24 @@ def test_the_shaped_decode_folds_as_the_whole_decode(edited: int) -> None:
             body = variant if position - 1 == edited else json.dumps(s).encode()
             log.append((position, o, version[o], t, body))
         assert folded(Fold, log) == folded(WholeFold, log), (topic, variant)
+
+
+@pytest.mark.parametrize("edited", range(len(EVENTS)))
+def test_an_entries_only_fold_holds_the_whole_folds_entries(edited: int) -> None:
+    """Export, history and balances read an entries-only fold: the same entries, each with
+    its running balance, whatever the events it skips hold."""
+    originator, topic, state = EVENTS[edited]
+    for variant in edits(state):
+        log, version = [], {}
+        for position, (o, t, s) in enumerate(EVENTS * 2, 1):
+            version[o] = version.get(o, 0) + 1
+            body = variant if position - 1 == edited else json.dumps(s).encode()
+            log.append((position, o, version[o], t, body))
+        whole, entries_only = Fold(), Fold(entries_only=True)
+        whole.fold(log)
+        entries_only.fold(log)
+        assert [msgspec.structs.asdict(e) for e in entries_only.entries] == [
+            msgspec.structs.asdict(e) for e in whole.entries
+        ], (topic, variant)
+        assert entries_only.by_user.keys() == whole.by_user.keys()
+        assert (entries_only.events, entries_only.position) == (whole.events, whole.position)

@@ -169,9 +169,15 @@ class OrderFacts(msgspec.Struct):
 
 
 class Fold:
-    """Everything one pass over the log says; `apply` takes one raw stored event."""
+    """Everything one pass over the log says; `apply` takes one raw stored event.
 
-    def __init__(self) -> None:
+    `entries_only`: the credit entries alone (export, history, balances), read from the
+    ledgers' events; other events are not even decoded. An entry comes from its own
+    event and the entries before it, so the entries are the whole fold's; the facts and
+    the problems are not (only `verify` reports those)."""
+
+    def __init__(self, entries_only: bool = False) -> None:
+        self.entries_only = entries_only
         self.events = 0
         self.position = 0
         self.entries: list[Entry] = []
@@ -198,6 +204,8 @@ class Fold:
             VIDEO + "Requested": self._video_requested,
             VIDEO + "Deleted": self._video_deleted,
         }
+        if entries_only:
+            self._handlers = {t: h for t, h in self._handlers.items() if t.startswith(LEDGER)}
 
     # --- one event ---------------------------------------------------------------------------
 
@@ -224,6 +232,8 @@ class Fold:
             handler = handlers.get(topic)
             if handler is None:
                 handler = handlers[topic] = route(topic)
+            if handler is _skip:
+                continue
             if (fields := decoders.get(topic)) is None:
                 fields = decoders[topic] = self._fields_decoder(topic)
             try:
@@ -250,6 +260,8 @@ class Fold:
     def _route(self, topic: str) -> Any:
         """The handler of a topic without one of its own (found once per topic); a topic
         that names no event class makes each of its events undecodable."""
+        if self.entries_only and not topic.startswith(LEDGER):
+            return _skip
         try:
             resolve_topic(topic)
         except Exception as error:  # TopicError, or the module fails to import
@@ -482,6 +494,10 @@ class Fold:
 
 def _ignore(position: int, originator: bytes, version: int, p: dict) -> None:
     """An event no check reads (claims, heartbeats of older releases, …)."""
+
+
+def _skip(position: int, originator: bytes, version: int, p: dict) -> None:
+    """An event an entries-only fold does not decode (no ledger's)."""
 
 
 def _id(value: Any) -> bytes | None:
