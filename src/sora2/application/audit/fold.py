@@ -21,13 +21,8 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import resolve_topic
 
+from sora2.application.audit.event_fields import LEDGER, ORDER, SESSION, USER, VIDEO, shape_of
 from sora2.application.audit.report import Problem
-
-LEDGER = "sora2.domain.credits.ledger:CreditLedger."
-USER = "sora2.domain.users.user:User."
-SESSION = "sora2.domain.users.session:Session."
-ORDER = "sora2.domain.orders.order:Order."
-VIDEO = "sora2.domain.videos.video:Video."
 
 # event name -> (entry type, sign of the stored amount; 0: the amount is signed already)
 KINDS: dict[str, tuple[str, int]] = {
@@ -174,9 +169,15 @@ class OrderFacts(msgspec.Struct):
 
 
 class Fold:
-    """Everything one pass over the log says; `apply` takes one raw stored event."""
+    """Everything one pass over the log says; `apply` takes one raw stored event.
 
-    def __init__(self) -> None:
+    `entries_only`: the credit entries alone (export, history, balances), read from the
+    ledgers' events; other events are not even decoded. An entry comes from its own
+    event and the entries before it, so the entries are the whole fold's; the facts and
+    the problems are not (only `verify` reports those)."""
+
+    def __init__(self, entries_only: bool = False) -> None:
+        self.entries_only = entries_only
         self.events = 0
         self.position = 0
         self.entries: list[Entry] = []
@@ -191,6 +192,7 @@ class Fold:
         self.versions: dict[bytes, int] = {}
         self.problems: list[Problem] = []
         self._decode = msgspec.json.Decoder().decode
+        self._decoders: dict[str, Any] = {}  # topic -> decode of the fields its handler reads
         self._handlers = {
             **{LEDGER + name: self._entry_of(kind, sign) for name, (kind, sign) in KINDS.items()},
             LEDGER + "Opened": self._ledger_opened,
@@ -202,6 +204,8 @@ class Fold:
             VIDEO + "Requested": self._video_requested,
             VIDEO + "Deleted": self._video_deleted,
         }
+        if entries_only:
+            self._handlers = {t: h for t, h in self._handlers.items() if t.startswith(LEDGER)}
 
     # --- one event ---------------------------------------------------------------------------
 
@@ -212,7 +216,12 @@ class Fold:
         """Fold stored events in log order (the loop every audit spends its time in)."""
         if not batch:
             return
-        versions, handlers, decode = self.versions, self._handlers, self._decode
+        versions, handlers, decoders, decode = (
+            self.versions,
+            self._handlers,
+            self._decoders,
+            self._decode,
+        )
         route = self._route
         for position, originator, version, topic, state in batch:
             last = versions.get(originator, 0)
@@ -223,16 +232,36 @@ class Fold:
             handler = handlers.get(topic)
             if handler is None:
                 handler = handlers[topic] = route(topic)
+            if handler is _skip:
+                continue
+            if (fields := decoders.get(topic)) is None:
+                fields = decoders[topic] = self._fields_decoder(topic)
             try:
-                handler(position, originator, version, decode(state))
+                try:
+                    p = fields(state)
+                except msgspec.DecodeError:  # not the usual shape: the whole event, as ever
+                    p = decode(state)
+                handler(position, originator, version, p)
             except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
                 self._undecodable(position, topic, error)
         self.events += len(batch)
         self.position = batch[-1][0]
 
+    def _fields_decoder(self, topic: str) -> Any:
+        """Decode of only the fields the topic's handler reads (`event_fields`)."""
+        try:
+            resolve_topic(topic)
+            known = True
+        except Exception:  # as `_route` finds it: its events are undecodable
+            known = False
+        shape = shape_of(topic, known)
+        return self._decode if shape is None else msgspec.json.Decoder(shape).decode
+
     def _route(self, topic: str) -> Any:
         """The handler of a topic without one of its own (found once per topic); a topic
         that names no event class makes each of its events undecodable."""
+        if self.entries_only and not topic.startswith(LEDGER):
+            return _skip
         try:
             resolve_topic(topic)
         except Exception as error:  # TopicError, or the module fails to import
@@ -465,6 +494,10 @@ class Fold:
 
 def _ignore(position: int, originator: bytes, version: int, p: dict) -> None:
     """An event no check reads (claims, heartbeats of older releases, …)."""
+
+
+def _skip(position: int, originator: bytes, version: int, p: dict) -> None:
+    """An event an entries-only fold does not decode (no ledger's)."""
 
 
 def _id(value: Any) -> bytes | None:

@@ -136,8 +136,8 @@ class LedgerAudit:
         report.log_balances_sum_at_read_models = sum(fold.balances.values())
 
     def _folded(self) -> Fold:
-        if self._fold is None:
-            fold = Fold()
+        if self._fold is None:  # what was asked of it needs the entries alone
+            fold = Fold(entries_only=True)
             with self.store.reading() as reading, _no_cyclic_gc():
                 for batch in reading.events(0, self.batch):
                     fold.fold(batch)
