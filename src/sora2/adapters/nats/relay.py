@@ -411,7 +411,7 @@ class NatsRelay:
                 for s in batch
             ]
         classes: dict[str, type] = {}
-        subject = f"{self.subject_prefix}.".__add__
+        prefix = f"{self.subject_prefix}."
         messages = []
         for position, topic, record in batch:
             if (event_class := classes.get(topic)) is None:
@@ -430,7 +430,7 @@ class NatsRelay:
                     Outgoing(
                         position,
                         payload["eventId"],
-                        subject(payload["type"]),
+                        prefix + payload["type"],
                         _json.encode(payload),
                     )
                 )
