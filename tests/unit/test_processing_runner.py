@@ -142,13 +142,23 @@ class Slow(Recorder):
         super().process(after, batch)
 
 
+def run_to_head(log: EventLog, lane: Lane) -> None:
+    """Run the lane on its own thread (the only one that reads ahead) until it is at the head."""
+    runner = ProcessingRunner(log, [lane])
+    runner.start()
+    try:
+        assert lane.wait_for(LogReader(log).head(), timeout=30)
+    finally:
+        runner.stop()
+
+
 def test_a_lane_reads_the_next_page_of_a_backlog_while_it_applies_this_one(log: EventLog) -> None:
     for _ in range(10):
         save_ledger(log, 1)
     reader = Watched(log)
     slow = Slow(reader)
     lane = Lane(slow, reader, batch_size=6)
-    assert lane.catch_up() == 20
+    run_to_head(log, lane)
     assert [len(b) for b in slow.batches] == [6, 6, 6, 2]
     assert slow.overlapped[:3] == [True, True, True]  # the short last page is the head
 
@@ -170,5 +180,48 @@ def test_a_page_read_ahead_is_dropped_when_the_lane_goes_on_from_elsewhere(log: 
         save_ledger(log, 1)
     overtaken = Overtaken()
     lane = Lane(overtaken, LogReader(log), batch_size=6)
-    lane.catch_up()
+    run_to_head(log, lane)
     assert overtaken.batches == [[4, 5, 6, 7, 8, 9], list(range(10, 16)), list(range(16, 21))]
+
+
+class Lingering(Watched):
+    """A reader whose read-ahead (any read off the lane's thread) takes a while."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__(log)
+        self.reading_ahead = 0
+        self.read_ahead_done = 0
+
+    def read(self, after: int, limit: int, up_to: int | None = None) -> list[Stored]:
+        if threading.current_thread().name == "lane-read-ahead":
+            self.reading_ahead += 1
+            threading.Event().wait(0.5)  # long enough for stop() to get past a lane's join
+            page = super().read(after, limit, up_to)
+            self.read_ahead_done += 1
+            return page
+        return super().read(after, limit, up_to)
+
+
+def test_stopping_waits_for_a_read_ahead_in_flight(log: EventLog) -> None:
+    """A SQLite connection closed under a running statement crashes the process: the store
+    closes after `stop()`, so no read may still be running then."""
+    for _ in range(10):
+        save_ledger(log, 1)
+    reader = Lingering(log)
+    lane = Lane(Slow(reader), reader, batch_size=6)
+    runner = ProcessingRunner(log, [lane])
+    runner.start()
+    assert reader.asked_after(6).wait(timeout=30)  # the first read ahead has begun
+    runner.stop()
+    assert reader.reading_ahead >= 1
+    assert reader.read_ahead_done == reader.reading_ahead
+
+
+def test_catching_up_in_the_callers_thread_reads_nothing_ahead(log: EventLog) -> None:
+    """Nothing joins a thread started for a caller (a CLI command, a query catching up)."""
+    for _ in range(10):
+        save_ledger(log, 1)
+    reader = Lingering(log)
+    lane = Lane(Slow(reader), reader, batch_size=6)
+    assert lane.catch_up() == 20
+    assert reader.reading_ahead == 0

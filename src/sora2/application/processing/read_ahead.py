@@ -5,6 +5,9 @@ lane's time catching up was waiting for the database's answer to the next read. 
 before the page in hand is applied, that answer comes in meanwhile. It is taken only if the
 lane goes on from exactly where it ends; else it is dropped and the lane reads afresh. Either
 way the page is what one read returned (whole saves, or a full page of a backlog).
+
+The reading thread must be done before the store closes: a SQLite connection closed under a
+running statement crashes the process (a segfault in CI). So the lane joins it when it stops.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class ReadAhead:
         self._read = read  # the page after a position
         self._after: int | None = None
         self._page: Future[list[Stored]] | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self, after: int) -> None:
         """Start reading the page after `after` (one read ahead at a time: this one)."""
@@ -33,7 +37,8 @@ class ReadAhead:
                 page.set_exception(error)
 
         self._after, self._page = after, page
-        threading.Thread(target=read, name="lane-read-ahead", daemon=True).start()
+        self._thread = threading.Thread(target=read, name="lane-read-ahead", daemon=True)
+        self._thread.start()
 
     def take(self, after: int) -> list[Stored] | None:
         """The page read ahead after `after` (raising what reading it raised); None if none
@@ -42,3 +47,9 @@ class ReadAhead:
         if page is None or self._after != after:
             return None
         return page.result()
+
+    def finish(self, timeout: float) -> None:
+        """Wait (up to `timeout` seconds) for a read in flight, and drop its page."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._page = None

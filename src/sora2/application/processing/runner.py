@@ -164,7 +164,11 @@ class Lane:
             self.stuck = None  # the store answers again
         if not batch:
             return 0
-        if self._ahead is not None and len(batch) == self.batch_size:  # a backlog: more to come
+        if (
+            self._ahead is not None
+            and len(batch) == self.batch_size  # a backlog: more to come
+            and threading.current_thread() is self._thread  # joined when the lane stops
+        ):
             self._ahead.start(batch[-1].position)
         return self._process(after, batch)
 
@@ -240,8 +244,11 @@ class Lane:
         self._thread.start()
 
     def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._ahead is not None:  # its read must end before the store closes
+            self._ahead.finish(max(0.0, deadline - time.monotonic()))
 
     def _run(self, stop: threading.Event) -> None:
         backoff = 1.0
