@@ -21,6 +21,7 @@ from sora2.adapters.event_store import (
     postgres_env,
     schema_setup,
     sqlite_env,
+    wait_for_connections_in_use,
 )
 from sora2.adapters.jobs.runners import new_runner_id, runner_is_gone
 from sora2.adapters.mail.outbox import OutboxMailer
@@ -120,6 +121,7 @@ class Sora2:
         for extra in self.extras.values():
             if hasattr(extra, "close"):
                 extra.close()
+        wait_for_connections_in_use(self.log.factory.datastore, timeout=10)
         self.log.close()
 
 

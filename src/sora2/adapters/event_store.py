@@ -77,6 +77,23 @@ def _unbroken(conn: psycopg.Connection[Any]) -> None:
     raise psycopg.OperationalError("the server ended this pooled connection")
 
 
+def wait_for_connections_in_use(datastore: Any, timeout: float) -> None:
+    """Before the store closes: let statements running in other threads end (up to `timeout`
+    seconds in all). The library's SQLite pool closes connections in use too, and a SQLite
+    connection closed under a running statement crashes the process (a segfault in CI).
+    psycopg's pool ends a statement's connection with an error instead, so it is left as it is.
+    """
+    pool = getattr(datastore, "pool", None)
+    in_use = getattr(pool, "_in_use", None)
+    if not isinstance(in_use, dict):
+        return
+    deadline = time.monotonic() + timeout
+    for conn in list(in_use.values()):
+        lock = getattr(conn, "in_use", None)
+        if lock is not None and lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            lock.release()
+
+
 def ensure_schema(env: dict[str, str], schema: str) -> None:
     # two processes creating one schema at once: the second would fail on pg_namespace
     with psycopg.connect(**_connect_args(env)) as conn, conn.transaction():
