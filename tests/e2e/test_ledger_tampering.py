@@ -29,6 +29,7 @@ from sora2.bootstrap import bootstrap
 from tests.conftest import FastHasher
 from tests.e2e.test_ledger_cli import Scenario, TickingClock, ledger, write_history
 from tests.support.backends import POSTGRES_URL, postgres_settings, sqlite_settings
+from tests.support.json_schema import CHECKPOINT_CHANNEL, assert_matches, asyncapi_document, resolve
 
 NATS_URL = "nats://127.0.0.1:4222"
 
@@ -482,6 +483,14 @@ def test_a_checkpoint_is_published_to_jetstream(
         message = asyncio.run(last_message(f"{stream}_CHECKPOINTS"))
         assert message.subject == f"{prefix}-checkpoints.ledger"
         assert json.loads(message.data) == json.loads(target.read_text())
+        # as docs/events.asyncapi.yaml describes it to whoever consumes the stream
+        document = asyncapi_document()
+        channel = document["channels"][CHECKPOINT_CHANNEL]
+        assert message.subject == channel["address"].replace("sora2", prefix, 1)
+        described = resolve(document, channel["messages"]["ledgerCheckpoint"]["$ref"])
+        assert_matches(json.loads(message.data), described["payload"], "ledger.checkpoint")
+        headers = resolve(document, described["headers"]["$ref"])
+        assert_matches(dict(message.headers or {}), headers, "ledger.checkpoint headers")
     finally:
         asyncio.run(delete_stream(f"{stream}_CHECKPOINTS"))
 

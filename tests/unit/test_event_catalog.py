@@ -39,6 +39,7 @@ from sora2.domain.users.claim import Claim
 from sora2.domain.users.session import Session
 from sora2.domain.users.user import User
 from sora2.domain.videos.video import Video
+from tests.support.json_schema import CHECKPOINT_CHANNEL, assert_matches, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "docs" / "events.asyncapi.yaml"
@@ -252,28 +253,39 @@ def test_a_credits_consumed_payload_reads_as_documented(published: list[tuple[An
 # --- the AsyncAPI document -----------------------------------------------------------------------
 
 
+def event_channels(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for name, c in document["channels"].items() if name != CHECKPOINT_CHANNEL]
+
+
 def test_the_document_lists_exactly_the_catalogs_subjects(document: dict[str, Any]) -> None:
-    addresses = [channel["address"] for channel in document["channels"].values()]
+    addresses = [channel["address"] for channel in event_channels(document)]
     assert sorted(addresses) == sorted(subjects("sora2"))
     assert document["asyncapi"].startswith("3.")
+
+
+def test_the_document_lists_the_ledger_checkpoints_beside_the_events(
+    document: dict[str, Any],
+) -> None:
+    """`sora2 ledger checkpoint` publishes too (tests/e2e/test_ledger_tampering.py reads one
+    from JetStream and holds it to this schema)."""
+    channel = document["channels"][CHECKPOINT_CHANNEL]
+    assert channel["address"] == "sora2-checkpoints.ledger"
+    message = resolve(document, channel["messages"]["ledgerCheckpoint"]["$ref"])
+    assert message["payload"]["required"] == ["checkpoint", "publicKey", "signature"]
+    operations = [o["channel"]["$ref"] for o in document["operations"].values()]
+    assert f"#/channels/{CHECKPOINT_CHANNEL}" in operations
 
 
 def message_schemas(document: dict[str, Any]) -> dict[str, tuple[dict, dict]]:
     """Event type → (envelope schema, data schema), following the document's references."""
 
-    def resolve(ref: str) -> dict[str, Any]:
-        node: Any = document
-        for part in ref.removeprefix("#/").split("/"):
-            node = node[part]
-        return node
-
     result = {}
-    for channel in document["channels"].values():
+    for channel in event_channels(document):
         for reference in channel["messages"].values():
-            message = resolve(reference["$ref"])
+            message = resolve(document, reference["$ref"])
             envelope_ref, own = message["payload"]["allOf"]
             result[own["properties"]["type"]["const"]] = (
-                resolve(envelope_ref["$ref"]),
+                resolve(document, envelope_ref["$ref"]),
                 own["properties"]["data"],
             )
             assert message["name"] == own["properties"]["type"]["const"]
@@ -298,31 +310,3 @@ def test_every_payload_matches_its_documented_schema(
         envelope, data = schemas[payload["type"]]
         assert_matches(payload, envelope, payload["type"])
         assert_matches(payload["data"], data, payload["type"])
-
-
-def assert_matches(value: Any, schema: dict[str, Any], where: str) -> None:
-    """The subset of JSON Schema the document uses: type, format, enum, required, properties."""
-    types = schema.get("type", [])
-    types = [types] if isinstance(types, str) else types
-    json_type = {
-        type(None): "null",
-        bool: "boolean",
-        int: "integer",
-        str: "string",
-        dict: "object",
-        list: "array",
-    }[type(value)]
-    assert not types or json_type in types, (where, value, schema)
-    if isinstance(value, str) and schema.get("format") == "uuid":
-        UUID(value)
-    if isinstance(value, str) and schema.get("format") == "date-time":
-        datetime.fromisoformat(value)
-    if "enum" in schema:
-        assert value in schema["enum"], (where, value)
-    if isinstance(value, dict):
-        assert set(schema.get("required", [])) <= set(value), where
-        if schema.get("additionalProperties") is False:
-            assert set(value) <= set(schema["properties"]), where
-        for key, item in value.items():
-            if key in schema.get("properties", {}):
-                assert_matches(item, schema["properties"][key], f"{where}.{key}")
