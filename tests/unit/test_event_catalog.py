@@ -17,7 +17,6 @@ from uuid import UUID, uuid4
 
 import msgspec
 import pytest
-import yaml
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper, UUIDAsHex
 
@@ -39,10 +38,14 @@ from sora2.domain.users.claim import Claim
 from sora2.domain.users.session import Session
 from sora2.domain.users.user import User
 from sora2.domain.videos.video import Video
-from tests.support.json_schema import CHECKPOINT_CHANNEL, assert_matches, resolve
+from tests.support.json_schema import (
+    CHECKPOINT_CHANNEL,
+    assert_matches,
+    asyncapi_document,
+    resolve,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENT = ROOT / "docs" / "events.asyncapi.yaml"
 DOMAIN = ROOT / "src" / "sora2" / "domain"
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -114,7 +117,7 @@ def every_kind_of_event() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    return yaml.safe_load(DOCUMENT.read_text())
+    return asyncapi_document()
 
 
 @pytest.fixture(scope="module")
